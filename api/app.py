@@ -1,0 +1,86 @@
+"""The application factory: the only place an app is built and wired."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from sanic import Sanic
+from sanic.config import Config
+
+from api.errors import JsonErrorHandler
+from api.routes import auth, health, messages
+from api.services import Services
+from api.settings import MEMORY_URL, Settings
+from storage.connection import create_redis
+
+logger = logging.getLogger("api")
+
+DESCRIPTION = """Sign up, log in to get a JWT (in the body and an HttpOnly cookie), send messages
+with it, ask for your last N messages, and log out so that the token stops working everywhere.
+
+Authenticate with the `token` header, `Authorization: Bearer <token>`, or the `token` cookie.
+Every error is `{"error": "<code>", "message": "<text>"}`."""
+
+App = Sanic[Config, SimpleNamespace]
+
+_app_numbers = itertools.count()
+
+
+def _dumps(value: Any, **_: Any) -> bytes:
+    # The OpenAPI document has integer keys (status codes).
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def create_app(settings: Settings | None = None, *, redis: Redis | None = None) -> App:
+    """Build the app; `redis` injects a client (tests), else one is made from the settings."""
+    settings = (settings or Settings.from_env()).with_generated_secret()
+    # Sanic keeps a registry of app names; a number keeps several apps in one process apart.
+    number = next(_app_numbers)
+    app = Sanic(
+        "messaging_api" if number == 0 else f"messaging_api_{number}",
+        error_handler=JsonErrorHandler(),
+        dumps=_dumps,
+        strict_slashes=False,
+    )
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.extend(
+        config={
+            "cors": False,
+            "oas_ui_default": "swagger",
+            "oas_url_prefix": "/docs",
+            "http_auto_trace": False,
+        }
+    )
+    _describe_api(app)
+    for blueprint in (auth.blueprint(), messages.blueprint(), health.blueprint()):
+        app.blueprint(blueprint)
+
+    logging.getLogger("api").setLevel(settings.log_level)
+
+    @app.before_server_start
+    async def open_storage(app: App) -> None:
+        client = redis if redis is not None else create_redis(settings.redis_url or MEMORY_URL)
+        app.ctx.owns_redis = redis is None
+        app.ctx.services = Services.build(settings, client)
+
+    @app.after_server_stop
+    async def close_storage(app: App) -> None:
+        services: Services = app.ctx.services
+        services.hasher.close()
+        if app.ctx.owns_redis:
+            await services.redis.aclose()
+
+    return app
+
+
+def _describe_api(app: App) -> None:
+    oas = app.ext.openapi
+    oas.describe("Messaging API", version="0.1.0", description=DESCRIPTION)
+    oas.add_security_scheme("tokenHeader", "apiKey", location="header", name="token")
+    oas.add_security_scheme("bearer", "http", scheme="bearer", bearer_format="JWT")
+    oas.add_security_scheme("cookie", "apiKey", location="cookie", name="token")

@@ -1,0 +1,68 @@
+"""Messages: send one, ask for the last N, list the newest."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, HTTPResponse, Request
+from sanic.response import json
+
+from api import docs, validation
+from api.errors import ApiError
+from api.guard import authenticated
+from api.services import services
+
+CREATED = "Сообщение создано"
+DEFAULT_LIMIT = 20
+
+
+@docs.describe(
+    "Send a message, or send `last N` to get your N newest messages",
+    body=docs.MESSAGE,
+    ok=(201, docs.STATUS_REPLY, "The message was stored."),
+    errors=(400, 401, 403, 422, 503),
+    secured=True,
+    tag="messages",
+)
+@docs.also(200, docs.LAST_REPLY, 'For `last N`: keys N down to "1", "1" the newest.')
+@authenticated
+async def post_message(request: Request) -> HTTPResponse:
+    """Store the text, or answer `last N` with the N newest messages (the query is not stored)."""
+    svc = services(request)
+    data = validation.json_object(request)
+    text = validation.text(data, svc.settings.message_max_chars)
+    claimed = validation.optional_name(data)
+    session = request.ctx.session
+    if claimed is not None and claimed != session.name:
+        raise ApiError(403, "name_mismatch", "name differs from the token's user")
+    count = validation.last_count(text, svc.settings.message_history_limit)
+    if count is None:
+        await svc.messages.append_message(session, text)
+        return json({"status": CREATED}, status=201)
+    newest_first = await svc.messages.last_messages(session, count)
+    total = len(newest_first)
+    return json({str(n): newest_first[n - 1].text for n in range(total, 0, -1)})
+
+
+@docs.describe(
+    "Your newest messages, newest first",
+    ok=(200, docs.MESSAGES_REPLY, "Up to `limit` messages, newest first."),
+    errors=(401, 422, 503),
+    secured=True,
+    tag="messages",
+)
+@docs.limit_parameter
+@authenticated
+async def list_messages(request: Request) -> HTTPResponse:
+    """Return up to `limit` (default 20) of the user's newest messages with their send times."""
+    svc = services(request)
+    cap = svc.settings.message_history_limit
+    limit = validation.limit(request, default=DEFAULT_LIMIT, maximum=cap)
+    messages = await svc.messages.last_messages(request.ctx.session, limit)
+    return json({"messages": [{"text": m.text, "sent_at": m.sent_at} for m in messages]})
+
+
+def blueprint() -> Blueprint:
+    """A new blueprint with this module's routes."""
+    bp = Blueprint("messages")
+    bp.add_route(post_message, "/message/", methods=["POST"])
+    bp.add_route(list_messages, "/messages/", methods=["GET"])
+    return bp

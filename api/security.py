@@ -1,0 +1,128 @@
+"""Pure security functions: password hashing and JWT issue/verify. No request objects here."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+import bcrypt
+import jwt
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ("sub", "name", "iat", "exp", "jti", "gen")
+
+
+class TokenError(Exception):
+    """A presented token cannot be used; `code` is the machine-readable reason."""
+
+    code = "invalid_token"
+
+
+class TokenInvalid(TokenError):
+    """Malformed, wrongly signed, or missing a required claim."""
+
+
+class TokenExpired(TokenError):
+    """Correctly signed but past its `exp` (plus leeway)."""
+
+    code = "token_expired"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """The verified claims of a token."""
+
+    name: str
+    jti: str
+    issued_at: int
+    expires_at: int
+    generation: int
+
+
+def _prehash(password: str, salt: bytes) -> bytes:
+    # bcrypt-sha256: bcrypt sees only 44 base64 bytes, so the whole password counts
+    # (bcrypt alone ignores everything past 72 bytes) and NUL bytes cannot truncate it.
+    digest = hmac.new(salt, password.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+    return base64.b64encode(digest)
+
+
+def hash_password(password: str, rounds: int) -> str:
+    """Return a `$2b$` bcrypt hash of the HMAC-SHA256 of `password` keyed with its own salt."""
+    salt = bcrypt.gensalt(rounds)
+    return bcrypt.hashpw(_prehash(password, salt), salt).decode("ascii")
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    """Return True if `password` matches `password_hash`; False for any malformed hash."""
+    stored = password_hash.encode("ascii", "replace")
+    salt = stored[:29]  # "$2b$" + cost + "$" + 22 salt characters, as gensalt() made it
+    try:
+        return bcrypt.checkpw(_prehash(password, salt), stored)
+    except ValueError:
+        return False
+
+
+def issue_token(
+    secret: str, name: str, generation: int, ttl_seconds: int, *, now: int | None = None
+) -> tuple[str, TokenClaims]:
+    """Sign a new HS256 token for `name` with a fresh `jti`; return it with its claims."""
+    issued_at = int(time.time()) if now is None else now
+    claims = TokenClaims(
+        name=name,
+        jti=secrets.token_urlsafe(16),
+        issued_at=issued_at,
+        expires_at=issued_at + ttl_seconds,
+        generation=generation,
+    )
+    payload = {
+        "sub": name,
+        "name": name,
+        "iat": claims.issued_at,
+        "exp": claims.expires_at,
+        "jti": claims.jti,
+        "gen": generation,
+    }
+    return jwt.encode(payload, secret, algorithm=ALGORITHM), claims
+
+
+def verify_token(token: str, secret: str, *, leeway: int) -> TokenClaims:
+    """Verify signature, algorithm and claims; raise TokenExpired or TokenInvalid."""
+    try:
+        payload = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            leeway=leeway,
+            options={"require": list(REQUIRED_CLAIMS)},
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenExpired("the token has expired") from None
+    except jwt.InvalidTokenError:
+        raise TokenInvalid("the token is not valid") from None
+    return _claims(payload)
+
+
+def _claims(payload: dict[str, object]) -> TokenClaims:
+    name, jti = payload["name"], payload["jti"]
+    if not (isinstance(name, str) and name and name == payload["sub"]):
+        raise TokenInvalid("the token's subject is not valid")
+    if not (isinstance(jti, str) and jti):
+        raise TokenInvalid("the token's id is not valid")
+    return TokenClaims(
+        name=name,
+        jti=jti,
+        issued_at=_int_claim(payload, "iat"),
+        expires_at=_int_claim(payload, "exp"),
+        generation=_int_claim(payload, "gen"),
+    )
+
+
+def _int_claim(payload: dict[str, object], key: str) -> int:
+    value = payload[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TokenInvalid(f"the token's {key} claim is not an integer")
+    return value

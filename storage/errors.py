@@ -1,0 +1,31 @@
+"""Domain exceptions raised by the storage layer; they know nothing of HTTP."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base of every storage failure."""
+
+
+class StorageUnavailable(StorageError):
+    """Redis could not be reached or did not answer in time."""
+
+
+class NameTaken(StorageError):
+    """A user with this name already exists."""
+
+
+class SessionInvalid(StorageError):
+    """The token's session is no longer valid; subclasses say why."""
+
+
+class SessionRevoked(SessionInvalid):
+    """This very token was revoked by a logout."""
+
+
+class SessionEnded(SessionInvalid):
+    """The user logged out everywhere after this token was issued."""
+
+
+class UnknownUser(SessionInvalid):
+    """The token names a user that does not exist (any more)."""

@@ -1,0 +1,51 @@
+"""Messages: a capped list per user, newest first, written only through a valid session."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+from redis.asyncio import Redis
+
+from storage import keys, scripts
+from storage.connection import translate_errors
+from storage.models import Message, Session
+from storage.sessions import raise_for_status, session_keys
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class MessageStore:
+    """Messages kept as JSON objects `{"text", "sent_at"}` in the list `messages:{<name>}`."""
+
+    def __init__(self, client: Redis, *, history_limit: int) -> None:
+        self._history_limit = history_limit
+        self._append = client.register_script(scripts.APPEND_MESSAGE)
+        self._last = client.register_script(scripts.LAST_MESSAGES)
+
+    @translate_errors
+    async def append_message(self, session: Session, text: str) -> Message:
+        """Store a message if the session is valid, trimming the history to its cap, atomically."""
+        message = Message(text=text, sent_at=_now_iso())
+        element = orjson.dumps({"text": message.text, "sent_at": message.sent_at})
+        raise_for_status(
+            await self._append(
+                keys=session_keys(session, keys.messages(session.name)),
+                args=[session.generation, element, self._history_limit],
+            )
+        )
+        return message
+
+    @translate_errors
+    async def last_messages(self, session: Session, count: int) -> list[Message]:
+        """Return up to `count` of the session user's messages, newest first."""
+        count = min(count, self._history_limit)
+        reply = raise_for_status(
+            await self._last(
+                keys=session_keys(session, keys.messages(session.name)),
+                args=[session.generation, count],
+            )
+        )
+        return [Message(**orjson.loads(element)) for element in reply[1]]

@@ -1,0 +1,50 @@
+"""Sessions: checking that a token is still valid, and revoking it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+from storage import keys, scripts
+from storage.connection import translate_errors
+from storage.errors import SessionEnded, SessionRevoked, UnknownUser
+from storage.models import Session
+
+_ERRORS = {
+    scripts.SESSION_REVOKED: SessionRevoked,
+    scripts.SESSION_ENDED: SessionEnded,
+    scripts.SESSION_UNKNOWN_USER: UnknownUser,
+}
+
+
+def session_keys(session: Session, *extra: str) -> list[str]:
+    """KEYS for a session script: the user hash, the revocation marker, then `extra`."""
+    return [keys.user(session.name), keys.revoked(session.name, session.jti), *extra]
+
+
+def raise_for_status(reply: list[Any]) -> list[Any]:
+    """Raise the SessionInvalid subclass a session script's status names; return its reply."""
+    status = int(reply[0])
+    if status != scripts.SESSION_OK:
+        raise _ERRORS[status](status)
+    return reply
+
+
+class SessionStore:
+    """Revocation markers `revoked:{<name>}:<jti>` and the per-user session generation."""
+
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+        self._check = client.register_script(scripts.CHECK_SESSION)
+
+    @translate_errors
+    async def check(self, session: Session) -> None:
+        """Raise a SessionInvalid subclass unless the session is still valid."""
+        raise_for_status(await self._check(keys=session_keys(session), args=[session.generation]))
+
+    @translate_errors
+    async def revoke(self, session: Session, ttl_seconds: int) -> None:
+        """Mark the session's token revoked for `ttl_seconds` (its remaining life plus leeway)."""
+        if ttl_seconds > 0:
+            await self._client.set(keys.revoked(session.name, session.jti), "1", ex=ttl_seconds)

@@ -1,0 +1,38 @@
+"""Users: creation and credential look-up."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from storage import keys, scripts
+from storage.connection import translate_errors
+from storage.errors import NameTaken
+from storage.models import Credentials
+
+
+class UserStore:
+    """Users kept as hashes `user:{<name>}`."""
+
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+        self._create = client.register_script(scripts.CREATE_USER)
+
+    @translate_errors
+    async def create_user(self, name: str, password_hash: str) -> None:
+        """Create the user atomically; raise NameTaken if the name exists."""
+        created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        created = await self._create(keys=[keys.user(name)], args=[password_hash, created_at])
+        if not created:
+            raise NameTaken(name)
+
+    @translate_errors
+    async def credentials(self, name: str) -> Credentials | None:
+        """Return the user's password hash and session generation, or None if there is no user."""
+        password_hash, generation = await self._client.hmget(
+            keys.user(name), ["password_hash", "generation"]
+        )
+        if password_hash is None:
+            return None
+        return Credentials(password_hash=str(password_hash), generation=int(generation or 0))
