@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from functools import partial
 
@@ -10,6 +9,7 @@ from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
 from api.app import create_app
+from api.logs import configure_logging
 from api.settings import Settings, SettingsError
 from api.startup import StartupError, prepare
 
@@ -18,13 +18,23 @@ def main() -> int:
     """Read the settings, settle Redis and the secret, then serve with the configured workers."""
     try:
         settings = Settings.from_env()
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        configure_logging(settings.log_level)
         settings = prepare(settings)
     except (SettingsError, StartupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if settings.workers == 1:
+        # One worker runs in this very process: no worker manager to start, signal or ack.
+        app = create_app(settings)
+        app.prepare(
+            host=settings.host,
+            port=settings.port,
+            single_process=True,
+            access_log=False,
+            motd=False,
+        )
+        Sanic.serve_single(app)
+        return 0
     loader = AppLoader(factory=partial(create_app, settings))
     app = loader.load()
     app.prepare(

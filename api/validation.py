@@ -91,7 +91,7 @@ def last_count(text_value: str, cap: int) -> int | None:
 
 def limit(request: Request, *, default: int, maximum: int) -> int:
     """The `limit` query parameter: an integer from 1 to `maximum`, `default` when absent."""
-    values = request.args.getlist("limit")
+    values = request.get_args(keep_blank_values=True).getlist("limit")
     if not values:
         return min(default, maximum)
     if len(values) > 1:

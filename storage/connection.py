@@ -38,10 +38,7 @@ R = TypeVar("R")
 def create_redis(url: str, *, max_connections: int = 64) -> Redis:
     """Return an asyncio Redis client for `url`; `memory://` gives the embedded in-process store."""
     if url == MEMORY_URL:
-        import fakeredis  # only the embedded store needs it at run time
-
-        client: Redis = fakeredis.FakeAsyncRedis(decode_responses=True)
-        return client
+        return create_memory_redis(max_connections=max_connections)
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -53,6 +50,20 @@ def create_redis(url: str, *, max_connections: int = 64) -> Redis:
         health_check_interval=30,
     )
     return Redis(connection_pool=pool)
+
+
+def create_memory_redis(server: Any = None, *, max_connections: int = 64) -> Redis:
+    """The embedded in-process store: fakeredis (Lua included) behind the same client API."""
+    import fakeredis  # imported here: only the embedded store needs it
+
+    client: Redis = fakeredis.FakeAsyncRedis(
+        server=server,
+        decode_responses=True,
+        connection_pool_class=BlockingConnectionPool,
+        max_connections=max_connections,
+        timeout=SOCKET_TIMEOUT_SECONDS,
+    )
+    return client
 
 
 def translate_errors(

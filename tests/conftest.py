@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +27,9 @@ from sanic_testing.testing import TestingResponse
 from api.app import create_app
 from api.security import issue_token
 from api.settings import Settings
-from storage.connection import create_redis
+from storage.connection import create_memory_redis, create_redis
 
+ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-" + "s" * 40
 PASSWORD = "correct horse battery"
 
@@ -124,7 +130,7 @@ def backend(request: pytest.FixtureRequest) -> Callable[[], Redis]:
     """A factory of async clients on an empty store: fakeredis, or the private redis-server."""
     if request.param == "fakeredis":
         server = fakeredis.FakeServer()
-        return lambda: fakeredis.FakeAsyncRedis(server=server, decode_responses=True)
+        return lambda: create_memory_redis(server)
     real: RedisServer = request.getfixturevalue("redis_server")
     real.client().flushall()
     return lambda: create_redis(real.url)
@@ -212,3 +218,72 @@ def token_for(name: str, *, ttl: int = 3600, now: int | None = None, generation:
     """A correctly signed token made without logging in (e.g. already expired)."""
     token, _ = issue_token(SECRET, name, generation, ttl, now=now)
     return token
+
+
+@dataclass
+class Service:
+    """The API started as `make run` starts it (`python run.py`), in its own process."""
+
+    url: str
+    process: subprocess.Popen[str]
+
+    def call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, dict[str, str]]:
+        """Send one request; return status, decoded JSON body and headers."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        for key, value in (headers or {}).items():
+            request.add_header(key, value)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                return response.status, json.loads(response.read()), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read()), dict(error.headers)
+
+    def stop(self) -> str:
+        """SIGTERM the service, wait for it, and return everything it printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = self.process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        return output
+
+
+def start_service(env: dict[str, str], *, wait: bool = True) -> Service:
+    """Run `run.py` with `env` over a clean environment on a free port; wait until it answers."""
+    port = free_port()
+    full_env = {
+        "PATH": os.environ["PATH"],
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "BCRYPT_ROUNDS": "4",
+        "JWT_SECRET": SECRET,
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "run.py"],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    service = Service(f"http://127.0.0.1:{port}", process)
+    deadline = time.monotonic() + 30
+    while wait:
+        if process.poll() is not None:
+            raise AssertionError(f"service exited early:\n{service.stop()}")
+        try:
+            with urllib.request.urlopen(service.url + "/healthz", timeout=1):  # noqa: S310
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"service did not start:\n{service.stop()}") from None
+            time.sleep(0.1)
+    return service

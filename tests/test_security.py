@@ -1,0 +1,107 @@
+"""Password hashing and token issue/verify, as pure functions."""
+
+from __future__ import annotations
+
+import time
+
+import bcrypt
+import jwt
+import pytest
+
+from api.security import (
+    TokenExpired,
+    TokenInvalid,
+    hash_password,
+    issue_token,
+    verify_password,
+    verify_token,
+)
+
+SECRET = "k" * 32
+
+
+def test_hash_is_plain_bcrypt_of_an_hmac() -> None:
+    hashed = hash_password("password1", rounds=4)
+    assert hashed.startswith("$2b$04$")
+    assert len(hashed) == 60
+    assert not bcrypt.checkpw(b"password1", hashed.encode())  # never raw bcrypt of the password
+    assert verify_password("password1", hashed)
+    assert not verify_password("password2", hashed)
+
+
+@pytest.mark.parametrize(
+    "password", ["p" * 73, "p" * 1024, "пароль-" * 40, "with\x00nul byte", "emoji 🔑🔑🔑🔑"]
+)
+def test_long_and_odd_passwords_compare_in_full(password: str) -> None:
+    hashed = hash_password(password, rounds=4)
+    assert verify_password(password, hashed)
+    assert not verify_password(password[:-1] + "!", hashed)
+
+
+def test_same_password_hashes_differently() -> None:
+    assert hash_password("password1", 4) != hash_password("password1", 4)
+
+
+@pytest.mark.parametrize("stored", ["", "garbage", "$2b$04$short", "$2b$99$" + "a" * 53])
+def test_malformed_hashes_never_raise(stored: str) -> None:
+    assert verify_password("password1", stored) is False
+
+
+def test_issue_and_verify_round_trip() -> None:
+    token, claims = issue_token(SECRET, "alice", 3, 60)
+    verified = verify_token(token, SECRET, leeway=0)
+    assert verified == claims
+    assert verified.generation == 3
+    assert verified.expires_at - verified.issued_at == 60
+
+
+def test_expiry_honours_leeway() -> None:
+    now = int(time.time())
+    token, _ = issue_token(SECRET, "alice", 0, 60, now=now - 65)  # expired 5 s ago
+    assert verify_token(token, SECRET, leeway=10).name == "alice"
+    with pytest.raises(TokenExpired):
+        verify_token(token, SECRET, leeway=0)
+
+
+def _sign(payload: dict[str, object], secret: str = SECRET, algorithm: str = "HS256") -> str:
+    return jwt.encode(payload, secret, algorithm=algorithm)
+
+
+def _claims(**overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": "alice",
+        "name": "alice",
+        "iat": now,
+        "exp": now + 60,
+        "jti": "j",
+        "gen": 0,
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        _sign(_claims(), secret="another secret of 32 bytes or more"),
+        _sign(_claims(), algorithm="HS512"),
+        _sign(_claims(sub=None)),
+        _sign(_claims(name=None)),
+        _sign(_claims(jti=None)),
+        _sign(_claims(gen=None)),
+        _sign(_claims(iat=None)),
+        _sign(_claims(exp=None)),
+        _sign(_claims(sub="bob")),
+        _sign(_claims(jti="")),
+        _sign(_claims(gen="0")),
+        _sign(_claims(name=5)),
+        jwt.encode(_claims(), None, algorithm="none"),
+        _sign(_claims())[:-3],
+        "a.b",
+        "",
+    ],
+)
+def test_invalid_tokens(token: str) -> None:
+    with pytest.raises(TokenInvalid):
+        verify_token(token, SECRET, leeway=0)

@@ -1,0 +1,100 @@
+"""The service as `make run` starts it, in its own process, over HTTP and a real Redis."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import ROOT, SECRET, RedisServer, Service, start_service
+
+pytestmark = pytest.mark.redis_server
+
+CREDENTIALS = {"name": "alice", "password": "password one"}
+
+
+@pytest.fixture
+def service(redis_server: RedisServer) -> Iterator[Service]:
+    redis_server.client().flushall()
+    running = start_service({"REDIS_URL": redis_server.url, "MESSAGE_HISTORY_LIMIT": "100"})
+    yield running
+    running.stop()
+
+
+def _login(service: Service) -> str:
+    assert service.call("POST", "/signup/", CREDENTIALS)[0] == 201
+    status, body, _ = service.call("POST", "/login/", CREDENTIALS)
+    assert status == 200
+    token: str = body["token"]
+    return token
+
+
+def test_redis_holds_hashes_capped_lists_and_expiring_revocations(
+    service: Service, redis_server: RedisServer
+) -> None:
+    token = _login(service)
+    for n in range(120):
+        assert service.call("POST", "/message/", {"text": f"m{n}"}, {"token": token})[0] == 201
+    assert service.call("POST", "/logout/", headers={"token": token})[0] == 200
+
+    redis = redis_server.client()
+    assert redis.type("user:{alice}") == "hash"
+    assert set(redis.hgetall("user:{alice}")) == {"password_hash", "created_at", "generation"}
+    assert redis.type("messages:{alice}") == "list"
+    assert redis.llen("messages:{alice}") == 100
+    (revoked,) = redis.keys("revoked:{alice}:*")
+    assert 10800 <= redis.ttl(revoked) <= 10810
+    assert not any(token in str(key) for key in redis.keys("*"))
+
+
+def test_parallel_messages_are_all_stored(service: Service, redis_server: RedisServer) -> None:
+    token = _login(service)
+
+    def send(n: int) -> int:
+        return service.call("POST", "/message/", {"text": f"p{n}"}, {"token": token})[0]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(send, range(80)))
+    assert statuses == [201] * 80
+    stored = redis_server.client().lrange("messages:{alice}", 0, -1)
+    assert sorted(json.loads(element)["text"] for element in stored) == sorted(
+        f"p{n}" for n in range(80)
+    )
+
+
+def test_readyz_reports_redis(service: Service) -> None:
+    status, body, _ = service.call("GET", "/readyz")
+    assert (status, body) == (200, {"status": "ready"})
+
+
+def test_memory_store_when_asked() -> None:
+    running = start_service({"REDIS_URL": "memory://"})
+    try:
+        token = _login(running)
+        assert running.call("POST", "/message/", {"text": "hi"}, {"token": token})[0] == 201
+        assert running.call("POST", "/message/", {"text": "last 1"}, {"token": token})[1] == {
+            "1": "hi"
+        }
+    finally:
+        output = running.stop()
+    assert "embedded in-process store" in output
+    assert SECRET not in output
+
+
+def test_short_secret_refuses_to_start() -> None:
+    result = subprocess.run(
+        [sys.executable, "run.py"],
+        cwd=ROOT,
+        env={"JWT_SECRET": "too-short", "REDIS_URL": "memory://", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "JWT_SECRET" in result.stderr
+    assert "too-short" not in result.stderr

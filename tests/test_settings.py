@@ -1,0 +1,89 @@
+"""Settings from the environment and `.env`, their checks, and start-up resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from api.settings import MEMORY_URL, Settings, SettingsError
+from api.startup import StartupError, prepare, wait_for_redis
+from tests.conftest import RedisServer, free_port
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({}, env_file=None)
+    assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
+    assert settings.jwt_ttl_seconds == 10800
+    assert settings.bcrypt_rounds == 12
+    assert settings.message_history_limit == 1000
+    assert settings.message_max_chars == 4096
+    assert (settings.cookie_secure, settings.cookie_samesite) == ("auto", "Lax")
+
+
+def test_environment_overrides_env_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("# comment\nPORT=9001\nWORKERS='3'\nexport LOG_LEVEL=debug\n\n")
+    settings = Settings.from_env({"PORT": "9002"}, env_file=env_file)
+    assert (settings.port, settings.workers, settings.log_level) == (9002, 3, "DEBUG")
+
+
+def test_secret_never_in_repr() -> None:
+    secret = "a-very-secret-value-that-is-long-enough"
+    assert secret not in repr(Settings(jwt_secret=secret))
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"JWT_SECRET": "short"}, "JWT_SECRET"),
+        ({"PORT": "eighty"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"WORKERS": "0"}, "WORKERS"),
+        ({"BCRYPT_ROUNDS": "3"}, "BCRYPT_ROUNDS"),
+        ({"MESSAGE_HISTORY_LIMIT": "0"}, "MESSAGE_HISTORY_LIMIT"),
+        ({"COOKIE_SECURE": "maybe"}, "COOKIE_SECURE"),
+        ({"COOKIE_SAMESITE": "none"}, "COOKIE_SAMESITE"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env, env_file=None)
+
+
+def test_short_secret_message_does_not_echo_it() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"JWT_SECRET": "tiny-secret"}, env_file=None)
+    assert "tiny-secret" not in str(caught.value)
+
+
+def test_unset_secret_is_generated_once() -> None:
+    settings = prepare(Settings(redis_url=MEMORY_URL))
+    assert settings.jwt_secret is not None
+    assert len(settings.jwt_secret) >= 32
+    assert prepare(settings).jwt_secret == settings.jwt_secret
+
+
+def test_memory_store_runs_one_worker() -> None:
+    assert prepare(Settings(redis_url=MEMORY_URL, workers=4)).workers == 1
+
+
+def test_unset_redis_url_falls_back_to_memory_when_local_redis_is_absent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("api.startup.LOCAL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    assert prepare(Settings()).redis_url == MEMORY_URL
+
+
+@pytest.mark.redis_server
+def test_unset_redis_url_uses_local_redis_when_it_answers(
+    monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+) -> None:
+    monkeypatch.setattr("api.startup.LOCAL_REDIS_URL", redis_server.url)
+    assert prepare(Settings()).redis_url == redis_server.url
+
+
+def test_unreachable_redis_url_is_a_clear_start_up_error() -> None:
+    with pytest.raises(StartupError, match="REDIS_URL"):
+        wait_for_redis(f"redis://127.0.0.1:{free_port()}/0", seconds=0.3)
