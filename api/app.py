@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sanic import Sanic
 from sanic.config import Config
 
+from api import middleware
 from api.errors import JsonErrorHandler
 from api.routes import auth, health, messages
 from api.services import Services
@@ -47,7 +48,19 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
         dumps=_dumps,
         strict_slashes=False,
     )
-    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.update(
+        {
+            "FALLBACK_ERROR_FORMAT": "json",
+            "REQUEST_MAX_SIZE": settings.request_max_size,
+            "REQUEST_TIMEOUT": settings.request_timeout,
+            "RESPONSE_TIMEOUT": settings.response_timeout,
+            "KEEP_ALIVE_TIMEOUT": settings.keep_alive_timeout,
+            "GRACEFUL_SHUTDOWN_TIMEOUT": settings.graceful_shutdown_timeout,
+            # Proxy headers are trusted only when one of these is configured.
+            "FORWARDED_SECRET": settings.forwarded_secret,
+            "PROXIES_COUNT": settings.proxies_count,
+        }
+    )
     app.extend(
         config={
             "cors": False,
@@ -63,6 +76,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     _describe_api(app)
     for blueprint in (auth.blueprint(), messages.blueprint(), health.blueprint()):
         app.blueprint(blueprint)
+    middleware.register(app, access_log=settings.access_log)
 
     @app.before_server_start
     async def open_storage(app: App) -> None:

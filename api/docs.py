@@ -85,10 +85,14 @@ ERRORS = {
     400: "The body is not valid JSON (`invalid_json`).",
     401: "Missing (`missing_token`), invalid (`invalid_token`), expired (`token_expired`) "
     "or revoked (`token_revoked`) token.",
-    403: "`name` differs from the token's user (`name_mismatch`).",
+    403: "`name` differs from the token's user (`name_mismatch`), or a cookie-authenticated "
+    "request lacks the right X-CSRF-Token (`csrf_failed`).",
     409: "The name is taken (`name_taken`).",
+    415: "The body is not `application/json` (`unsupported_media_type`).",
     422: "A field is missing or wrong (`validation_error`); the message names it.",
-    503: "Redis is unavailable (`storage_unavailable`).",
+    429: "Too many attempts (`rate_limited`); see Retry-After.",
+    503: "Redis is unavailable (`storage_unavailable`), or too many logins are waiting for a "
+    "password check (`busy`); see Retry-After.",
 }
 
 # Alternatives: any one of them authenticates.

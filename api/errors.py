@@ -10,9 +10,11 @@ from sanic.exceptions import SanicException
 from sanic.handlers import ErrorHandler
 from sanic.response import json
 
+from api.hashing import HasherBusy
 from api.security import TokenError
 from storage.errors import (
     NameTaken,
+    RateLimited,
     SessionEnded,
     SessionRevoked,
     StorageUnavailable,
@@ -85,6 +87,17 @@ def to_api_error(exc: BaseException) -> ApiError:
             return unauthorized("invalid_token", "the token's user does not exist")
         case NameTaken():
             return ApiError(409, "name_taken", "a user with this name already exists")
+        case RateLimited():
+            return ApiError(
+                429,
+                "rate_limited",
+                "too many attempts, try again later",
+                {"Retry-After": str(exc.retry_after)},
+            )
+        case HasherBusy():
+            return ApiError(
+                503, "busy", "too many logins at once, try again shortly", {"Retry-After": "1"}
+            )
         case StorageUnavailable():
             return ApiError(
                 503,

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import functools
+import hmac
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from sanic import HTTPResponse, Request
 
-from api.errors import unauthorized
-from api.security import TokenClaims, verify_token
+from api.errors import ApiError, unauthorized
+from api.security import TokenClaims
 from api.services import services
 from storage.models import Session
 
 TOKEN_COOKIE = "token"  # noqa: S105 (a cookie name, not a secret)
 TOKEN_HEADER = "token"  # noqa: S105 (a header name, not a secret)
+CSRF_COOKIE = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Handler = Callable[..., Coroutine[Any, Any, HTTPResponse]]
 
@@ -47,16 +51,34 @@ def session_of(claims: TokenClaims) -> Session:
 def authenticate(request: Request) -> TokenClaims:
     """Verify the request's token (header first, then cookie); raise a 401 ApiError otherwise.
 
-    A header that is present but bad is a 401: it never falls back to the cookie. Whether the
-    token was revoked is checked by the store, in the same round trip as the request's action.
+    A header that is present but bad is a 401: it never falls back to the cookie. A request that
+    changes state with the cookie must echo the token's CSRF value in X-CSRF-Token (403
+    otherwise). Whether the token was revoked is checked by the store, in the same round trip as
+    the request's own work.
     """
+    svc = services(request)
     token = header_token(request)
-    if token is None:
-        token = cookie_token(request)
+    if token is not None:
+        return svc.verify_token(token)
+    token = cookie_token(request)
     if token is None:
         raise unauthorized("missing_token", "a token is required (token header, Bearer or cookie)")
-    svc = services(request)
-    return verify_token(token, svc.secret, leeway=svc.settings.jwt_leeway_seconds)
+    claims = svc.verify_token(token)
+    if svc.settings.csrf_protection and request.method not in SAFE_METHODS:
+        check_csrf(request, claims)
+    return claims
+
+
+def check_csrf(request: Request, claims: TokenClaims) -> None:
+    """Double-submit check: X-CSRF-Token must equal the token's `csrf` claim."""
+    sent: str = request.headers.get(CSRF_HEADER, "")
+    if not (claims.csrf and sent and hmac.compare_digest(sent.encode(), claims.csrf.encode())):
+        raise ApiError(
+            403,
+            "csrf_failed",
+            "a cookie-authenticated request that changes state needs the X-CSRF-Token header "
+            "set to the csrf_token cookie",
+        )
 
 
 def authenticated(handler: Handler) -> Handler:

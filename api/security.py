@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import bcrypt
@@ -14,6 +15,9 @@ import jwt
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("sub", "name", "iat", "exp", "jti", "gen")
+MAX_TOKEN_BYTES = 4096
+# Header parameters that point at other keys or demand extensions: never honoured (RFC 8725 3.10).
+FORBIDDEN_HEADERS = frozenset({"kid", "jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "crit"})
 
 
 class TokenError(Exception):
@@ -41,6 +45,7 @@ class TokenClaims:
     issued_at: int
     expires_at: int
     generation: int
+    csrf: str | None = None
 
 
 def _prehash(password: str, salt: bytes) -> bytes:
@@ -69,7 +74,7 @@ def verify_password(password: str, password_hash: str) -> bool:
 def issue_token(
     secret: str, name: str, generation: int, ttl_seconds: int, *, now: int | None = None
 ) -> tuple[str, TokenClaims]:
-    """Sign a new HS256 token for `name` with a fresh `jti`; return it with its claims."""
+    """Sign a new HS256 token for `name` with a fresh `jti` and CSRF value; return both."""
     issued_at = int(time.time()) if now is None else now
     claims = TokenClaims(
         name=name,
@@ -77,6 +82,7 @@ def issue_token(
         issued_at=issued_at,
         expires_at=issued_at + ttl_seconds,
         generation=generation,
+        csrf=secrets.token_urlsafe(24),
     )
     payload = {
         "sub": name,
@@ -85,29 +91,48 @@ def issue_token(
         "exp": claims.expires_at,
         "jti": claims.jti,
         "gen": generation,
+        "csrf": claims.csrf,
     }
     return jwt.encode(payload, secret, algorithm=ALGORITHM), claims
 
 
-def verify_token(token: str, secret: str, *, leeway: int) -> TokenClaims:
-    """Verify signature, algorithm and claims; raise TokenExpired or TokenInvalid."""
+def verify_token(token: str, keys: Sequence[str], *, leeway: int) -> TokenClaims:
+    """Verify an HS256 token against `keys` (current secret first); raise a TokenError.
+
+    Only HS256 is accepted, every claim in REQUIRED_CLAIMS must be there, `nbf` is honoured when
+    present, and headers that point at other keys (`kid`, `jku`, `x5u`, ...) are refused.
+    """
+    if len(token) > MAX_TOKEN_BYTES:
+        raise TokenInvalid("the token is too long")
     try:
-        payload = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            leeway=leeway,
-            options={"require": list(REQUIRED_CLAIMS)},
-        )
-    except jwt.ExpiredSignatureError:
-        raise TokenExpired("the token has expired") from None
+        header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
         raise TokenInvalid("the token is not valid") from None
-    return _claims(payload)
+    if header.get("alg") != ALGORITHM or not FORBIDDEN_HEADERS.isdisjoint(header):
+        raise TokenInvalid("the token is not valid")
+    for index, key in enumerate(keys):
+        try:
+            payload = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                leeway=leeway,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.InvalidSignatureError:
+            if index + 1 < len(keys):
+                continue  # maybe signed with the previous secret
+            raise TokenInvalid("the token is not valid") from None
+        except jwt.ExpiredSignatureError:
+            raise TokenExpired("the token has expired") from None
+        except jwt.InvalidTokenError:
+            raise TokenInvalid("the token is not valid") from None
+        return _claims(payload)
+    raise TokenInvalid("no key to verify the token with")
 
 
 def _claims(payload: dict[str, object]) -> TokenClaims:
-    name, jti = payload["name"], payload["jti"]
+    name, jti, csrf = payload["name"], payload["jti"], payload.get("csrf")
     if not (isinstance(name, str) and name and name == payload["sub"]):
         raise TokenInvalid("the token's subject is not valid")
     if not (isinstance(jti, str) and jti):
@@ -118,6 +143,7 @@ def _claims(payload: dict[str, object]) -> TokenClaims:
         issued_at=_int_claim(payload, "iat"),
         expires_at=_int_claim(payload, "exp"),
         generation=_int_claim(payload, "gen"),
+        csrf=csrf if isinstance(csrf, str) and csrf else None,
     )
 
 

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from sanic import Request
 
 from api.hashing import PasswordHasher
+from api.security import TokenClaims, verify_token
 from api.settings import Settings
+from storage import keys
 from storage.messages import MessageStore
 from storage.sessions import SessionStore
+from storage.throttle import Throttle, Window
 from storage.users import UserStore
+
+# Logins that may wait for a bcrypt thread, per thread, before new ones get a fast 503.
+HASH_QUEUE_PER_THREAD = 8
+SIGNUP_WINDOW_SECONDS = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,11 +27,12 @@ class Services:
     """The app's long-lived objects, built once per worker."""
 
     settings: Settings
-    secret: str
+    keys: tuple[str, ...]
     redis: Redis
     users: UserStore
     sessions: SessionStore
     messages: MessageStore
+    throttle: Throttle
     hasher: PasswordHasher
 
     @classmethod
@@ -33,14 +42,48 @@ class Services:
             raise ValueError(
                 "Settings.jwt_secret must be set; use Settings.with_generated_secret()"
             )
+        # All workers together hash on at most as many threads as there are cores.
+        threads = max(1, (os.cpu_count() or 1) // settings.workers)
         return cls(
             settings=settings,
-            secret=settings.jwt_secret,
+            keys=tuple(k for k in (settings.jwt_secret, settings.jwt_secret_previous) if k),
             redis=redis,
             users=UserStore(redis),
             sessions=SessionStore(redis),
             messages=MessageStore(redis, history_limit=settings.message_history_limit),
-            hasher=PasswordHasher(settings.bcrypt_rounds),
+            throttle=Throttle(redis),
+            hasher=PasswordHasher(
+                settings.bcrypt_rounds,
+                threads=threads,
+                queue_limit=threads * HASH_QUEUE_PER_THREAD,
+            ),
+        )
+
+    @property
+    def secret(self) -> str:
+        """The key new tokens are signed with."""
+        return self.keys[0]
+
+    def verify_token(self, token: str) -> TokenClaims:
+        """Verify a token against the current and previous secrets; raise a TokenError."""
+        return verify_token(token, self.keys, leeway=self.settings.jwt_leeway_seconds)
+
+    def login_windows(self, name: str, address: str) -> tuple[Window, Window]:
+        """The failed-login windows of an account and of a client address."""
+        s = self.settings
+        return (
+            Window(keys.login_failures(name), s.login_max_failures, s.login_window_seconds),
+            Window(
+                keys.login_address_failures(address),
+                s.login_addr_max_failures,
+                s.login_window_seconds,
+            ),
+        )
+
+    def signup_window(self, address: str) -> Window:
+        """The signups-per-hour window of a client address."""
+        return Window(
+            keys.address_signups(address), self.settings.signup_addr_max, SIGNUP_WINDOW_SECONDS
         )
 
 
@@ -48,3 +91,10 @@ def services(request: Request) -> Services:
     """The Services of the app serving `request`."""
     found: Services = request.app.ctx.services
     return found
+
+
+def client_address(request: Request) -> str:
+    """The client's address: from proxy headers only when FORWARDED_SECRET or PROXIES_COUNT
+    says they can be trusted (Sanic's `remote_addr`), else the peer's address."""
+    address: str = request.remote_addr or request.ip
+    return address

@@ -28,7 +28,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_ttl_seconds: int = 10800
     jwt_leeway_seconds: int = 10
@@ -38,6 +38,21 @@ class Settings:
     cookie_secure: CookieSecure = "auto"
     cookie_samesite: SameSite = "Lax"
     log_level: str = "INFO"
+    access_log: bool = True
+    # Hardening.
+    jwt_secret_previous: str | None = field(default=None, repr=False)
+    csrf_protection: bool = True
+    login_max_failures: int = 10
+    login_window_seconds: int = 900
+    login_addr_max_failures: int = 100
+    signup_addr_max: int = 100
+    forwarded_secret: str | None = field(default=None, repr=False)
+    proxies_count: int = 0
+    request_max_size: int = 65536
+    request_timeout: float = 10.0
+    response_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    graceful_shutdown_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "PORT", "must be between 1 and 65535")
@@ -67,13 +82,28 @@ class Settings:
             "LOG_LEVEL",
             "must be DEBUG, INFO, WARNING, ERROR or CRITICAL",
         )
-        if self.jwt_secret is not None:
-            _check(
-                len(self.jwt_secret.encode()) >= MIN_SECRET_BYTES,
-                "JWT_SECRET",
-                f"must be at least {MIN_SECRET_BYTES} bytes; generate one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`",
-            )
+        for name, secret in (
+            ("JWT_SECRET", self.jwt_secret),
+            ("JWT_SECRET_PREVIOUS", self.jwt_secret_previous),
+        ):
+            if secret is not None:
+                _check_secret(name, secret)
+        for name, value in (
+            ("LOGIN_MAX_FAILURES", self.login_max_failures),
+            ("LOGIN_WINDOW_SECONDS", self.login_window_seconds),
+            ("LOGIN_ADDR_MAX_FAILURES", self.login_addr_max_failures),
+            ("SIGNUP_ADDR_MAX", self.signup_addr_max),
+            ("REQUEST_MAX_SIZE", self.request_max_size),
+        ):
+            _check(value >= 1, name, "must be at least 1")
+        _check(self.proxies_count >= 0, "PROXIES_COUNT", "must be 0 or more")
+        for name, seconds in (
+            ("REQUEST_TIMEOUT", self.request_timeout),
+            ("RESPONSE_TIMEOUT", self.response_timeout),
+            ("KEEP_ALIVE_TIMEOUT", self.keep_alive_timeout),
+            ("GRACEFUL_SHUTDOWN_TIMEOUT", self.graceful_shutdown_timeout),
+        ):
+            _check(seconds > 0, name, "must be more than 0 seconds")
 
     @property
     def uses_memory_store(self) -> bool:
@@ -102,9 +132,10 @@ class Settings:
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = values.get(f.name.upper())
-            if raw is None or raw == "":
+            if raw is None or raw.strip() == "":
                 continue
-            kwargs[f.name] = _PARSERS.get(f.name, _text)(f.name.upper(), raw.strip())
+            parse = _PARSERS.get(f.name) or _BY_TYPE.get(str(f.type), _text)
+            kwargs[f.name] = parse(f.name.upper(), raw.strip())
         return cls(**kwargs)
 
 
@@ -128,6 +159,30 @@ def _check(ok: bool, name: str, message: str) -> None:
         raise SettingsError(f"{name} {message}")
 
 
+# Values that are placeholders, not secrets: refused even when long enough.
+PLACEHOLDER_SECRET = "change-me-to-a-random-string-of-at-least-32-bytes"  # noqa: S105
+_PLACEHOLDER_WORDS = ("changethis", "changeme", "change-me", "change_me", "change-this", "secret")
+_MIN_DISTINCT_CHARS = 8
+
+
+def _check_secret(name: str, secret: str) -> None:
+    _check(
+        len(secret.encode()) >= MIN_SECRET_BYTES,
+        name,
+        f"must be at least {MIN_SECRET_BYTES} bytes; generate one with "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`",
+    )
+    folded = secret.lower()
+    _check(
+        secret != PLACEHOLDER_SECRET
+        and not any(folded.startswith(word) for word in _PLACEHOLDER_WORDS)
+        and len(set(secret)) >= _MIN_DISTINCT_CHARS,
+        name,
+        "looks like a placeholder, not a random secret; generate one with "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`",
+    )
+
+
 def _text(name: str, raw: str) -> str:
     return raw
 
@@ -137,6 +192,22 @@ def _int(name: str, raw: str) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _bool(name: str, raw: str) -> bool:
+    folded = raw.lower()
+    if folded in ("1", "true", "yes", "on"):
+        return True
+    if folded in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
 def _cookie_secure(name: str, raw: str) -> str:
@@ -151,14 +222,8 @@ def _upper(name: str, raw: str) -> str:
     return raw.upper()
 
 
+_BY_TYPE: dict[str, Callable[[str, str], Any]] = {"int": _int, "float": _float, "bool": _bool}
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "port": _int,
-    "workers": _int,
-    "jwt_ttl_seconds": _int,
-    "jwt_leeway_seconds": _int,
-    "bcrypt_rounds": _int,
-    "message_history_limit": _int,
-    "message_max_chars": _int,
     "cookie_secure": _cookie_secure,
     "cookie_samesite": _samesite,
     "log_level": _upper,

@@ -43,6 +43,23 @@ def wait_for_redis(url: str, seconds: float) -> None:
         delay = min(delay * 2, 1.0)
 
 
+def warn_if_evicting(url: str) -> None:
+    """Warn when Redis may evict keys: revocation markers would silently disappear."""
+    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
+    except redis.RedisError:
+        return  # CONFIG may be disabled (managed Redis); nothing to tell then
+    finally:
+        client.close()
+    if policy not in (None, "noeviction"):
+        logger.warning(
+            "Redis maxmemory-policy is %s: under memory pressure it may evict keys, revocations "
+            "included (logged-out tokens would work again); use noeviction",
+            policy,
+        )
+
+
 def prepare(settings: Settings, *, redis_wait_seconds: float = 5.0) -> Settings:
     """Resolve the store (explicit, local, or embedded) and the secret, once for all workers."""
     if settings.redis_url is None:
@@ -53,6 +70,8 @@ def prepare(settings: Settings, *, redis_wait_seconds: float = 5.0) -> Settings:
             settings = settings.replace(redis_url=MEMORY_URL)
     elif settings.redis_url != MEMORY_URL:
         wait_for_redis(settings.redis_url, redis_wait_seconds)
+    if not settings.uses_memory_store:
+        warn_if_evicting(settings.redis_url or LOCAL_REDIS_URL)
     if settings.uses_memory_store:
         logger.warning(
             "using the embedded in-process store: data lives only as long as this process; "

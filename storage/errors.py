@@ -29,3 +29,11 @@ class SessionEnded(SessionInvalid):
 
 class UnknownUser(SessionInvalid):
     """The token names a user that does not exist (any more)."""
+
+
+class RateLimited(StorageError):
+    """Too many attempts in the current window; retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after

@@ -21,3 +21,18 @@ def messages(name: str) -> str:
 def revoked(name: str, jti: str) -> str:
     """Marker of one revoked token (by its `jti`), expiring when the token would have."""
     return f"revoked:{{{name}}}:{jti}"
+
+
+def login_failures(name: str) -> str:
+    """Counter of the account's failed logins in the current window."""
+    return f"throttle:login:{{{name}}}"
+
+
+def login_address_failures(address: str) -> str:
+    """Counter of failed logins from one client address in the current window."""
+    return f"throttle:login-addr:{address}"
+
+
+def address_signups(address: str) -> str:
+    """Counter of signups from one client address in the current hour."""
+    return f"throttle:signup-addr:{address}"

@@ -44,3 +44,19 @@ LAST_MESSAGES = (
 return {0, redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[2]) - 1)}
 """
 )
+
+# Ends every session of the user issued until now (log out everywhere).
+END_SESSIONS = (
+    _SESSION_PRELUDE
+    + """
+redis.call('HINCRBY', KEYS[1], 'generation', 1)
+return {0}
+"""
+)
+
+# KEYS[1] = counter; ARGV[1] = window in seconds. The window starts at the first hit.
+COUNT_HIT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {count, redis.call('TTL', KEYS[1])}
+"""

@@ -37,6 +37,7 @@ class SessionStore:
     def __init__(self, client: Redis) -> None:
         self._client = client
         self._check = client.register_script(scripts.CHECK_SESSION)
+        self._end_all = client.register_script(scripts.END_SESSIONS)
 
     @translate_errors
     async def check(self, session: Session) -> None:
@@ -48,3 +49,8 @@ class SessionStore:
         """Mark the session's token revoked for `ttl_seconds` (its remaining life plus leeway)."""
         if ttl_seconds > 0:
             await self._client.set(keys.revoked(session.name, session.jti), "1", ex=ttl_seconds)
+
+    @translate_errors
+    async def end_all(self, session: Session) -> None:
+        """If the session is valid, invalidate every token of its user issued until now."""
+        raise_for_status(await self._end_all(keys=session_keys(session), args=[session.generation]))

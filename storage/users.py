@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
@@ -10,6 +11,7 @@ from storage import keys, scripts
 from storage.connection import translate_errors
 from storage.errors import NameTaken
 from storage.models import Credentials
+from storage.throttle import Window, queue_reads, raise_if_blocked
 
 
 class UserStore:
@@ -28,11 +30,16 @@ class UserStore:
             raise NameTaken(name)
 
     @translate_errors
-    async def credentials(self, name: str) -> Credentials | None:
-        """Return the user's password hash and session generation, or None if there is no user."""
-        password_hash, generation = await self._client.hmget(
-            keys.user(name), ["password_hash", "generation"]
-        )
+    async def login_credentials(
+        self, name: str, windows: Sequence[Window] = ()
+    ) -> Credentials | None:
+        """The user's password hash and session generation (None if no such user), in the same
+        round trip as checking the login throttle `windows`; raise RateLimited if one is full."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hmget(keys.user(name), ["password_hash", "generation"])
+        queue_reads(pipe, windows)
+        (password_hash, generation), *throttle_replies = await pipe.execute()
+        raise_if_blocked(windows, throttle_replies)
         if password_hash is None:
             return None
         return Credentials(password_hash=str(password_hash), generation=int(generation or 0))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import fakeredis
+import jwt
 import pytest
 import redis
 from redis.asyncio import Redis
@@ -30,7 +31,7 @@ from api.settings import Settings
 from storage.connection import create_memory_redis, create_redis
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET = "test-secret-" + "s" * 40
+SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 PASSWORD = "correct horse battery"
 
 
@@ -212,6 +213,19 @@ def make_api(
 def api(make_api: Callable[[Settings], Api], settings: Settings) -> Api:
     """The app with the default test settings."""
     return make_api(settings)
+
+
+def csrf_of(token: str) -> str:
+    """The CSRF value a token carries (the same as its `csrf_token` cookie)."""
+    value: str = jwt.decode(token, options={"verify_signature": False})["csrf"]
+    return value
+
+
+def set_cookies(response: TestingResponse) -> dict[str, str]:
+    """The response's Set-Cookie headers by cookie name."""
+    return {
+        header.split("=", 1)[0]: header for header in response.headers.get_list("set-cookie")
+    }
 
 
 def token_for(name: str, *, ttl: int = 3600, now: int | None = None, generation: int = 0) -> str:

@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from api.settings import Settings
-from tests.conftest import PASSWORD, SECRET, Api, token_for
+from tests.conftest import PASSWORD, SECRET, Api, set_cookies, token_for
 
 
 def test_signup_creates_user(api: Api) -> None:
@@ -40,11 +40,16 @@ def test_login_returns_token_and_cookie(api: Api) -> None:
     assert response.status == 200
     assert list(response.json) == ["token"]
     token = response.json["token"]
-    cookie = response.headers["set-cookie"]
-    assert cookie.startswith(f"token={token};")
-    for attribute in ("HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=10800"):
-        assert attribute in cookie
-    assert "Secure" not in cookie  # plain HTTP with COOKIE_SECURE=auto
+    cookies = set_cookies(response)
+    assert cookies["token"].startswith(f"token={token};")
+    csrf = jwt.decode(token, SECRET, algorithms=["HS256"])["csrf"]
+    assert cookies["csrf_token"].startswith(f"csrf_token={csrf};")
+    for cookie in cookies.values():
+        for attribute in ("SameSite=Lax", "Path=/", "Max-Age=10800"):
+            assert attribute in cookie
+        assert "Secure" not in cookie  # plain HTTP with COOKIE_SECURE=auto
+    assert "HttpOnly" in cookies["token"]
+    assert "HttpOnly" not in cookies["csrf_token"]  # scripts must read it to echo it
     assert response.headers["cache-control"] == "no-store"
 
 
@@ -55,7 +60,7 @@ def test_token_claims(api: Api) -> None:
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert header["alg"] == "HS256"
-    assert set(claims) == {"sub", "name", "iat", "exp", "jti", "gen"}
+    assert set(claims) == {"sub", "name", "iat", "exp", "jti", "gen", "csrf"}
     assert claims["sub"] == claims["name"] == "alice"
     assert before <= claims["iat"] <= before + 5
     assert claims["exp"] == claims["iat"] + 10800
@@ -145,8 +150,10 @@ def test_logout_revokes_the_token_and_clears_the_cookie(api: Api) -> None:
     response = api.post("/logout/", headers={"token": token})
     assert response.status == 200
     assert response.json == {"status": "logged out"}
-    assert response.headers["set-cookie"].startswith('token="";')
-    assert "Max-Age=0" in response.headers["set-cookie"]
+    cookies = set_cookies(response)
+    assert cookies["token"].startswith('token="";')
+    assert cookies["csrf_token"].startswith('csrf_token="";')
+    assert all("Max-Age=0" in cookie for cookie in cookies.values())
     for transport in ({"headers": {"token": token}}, {"cookie": f"token={token}"}):
         revoked = api.get("/me/", **transport)
         assert revoked.status == 401
@@ -180,7 +187,7 @@ def test_logout_never_fails_for_missing_or_invalid_tokens(
     response = api.post("/logout/", headers=headers)
     assert response.status == 200
     assert response.json == {"status": "logged out"}
-    assert "Max-Age=0" in response.headers["set-cookie"]
+    assert "Max-Age=0" in set_cookies(response)["token"]
 
 
 def test_new_login_after_logout_works(api: Api) -> None:
@@ -195,6 +202,7 @@ def test_cookie_secure_and_samesite_settings(
 ) -> None:
     api = make_api(settings.replace(cookie_secure="true", cookie_samesite="Strict"))
     api.signup("alice")
-    cookie = api.post("/login/", json={"name": "alice", "password": PASSWORD}).headers["set-cookie"]
-    assert "Secure" in cookie
-    assert "SameSite=Strict" in cookie
+    response = api.post("/login/", json={"name": "alice", "password": PASSWORD})
+    for cookie in set_cookies(response).values():
+        assert "Secure" in cookie
+        assert "SameSite=Strict" in cookie

@@ -9,16 +9,17 @@ import pytest
 from tests.conftest import Api
 
 EXPECTED = {
-    ("/signup", "post"): {"201", "400", "409", "422", "503"},
-    ("/login", "post"): {"200", "400", "401", "422", "503"},
+    ("/signup", "post"): {"201", "400", "409", "415", "422", "429", "503"},
+    ("/login", "post"): {"200", "400", "401", "415", "422", "429", "503"},
     ("/logout", "post"): {"200", "503"},
+    ("/logout/all", "post"): {"200", "401", "403", "503"},
     ("/me", "get"): {"200", "401", "503"},
-    ("/message", "post"): {"200", "201", "400", "401", "403", "422", "503"},
+    ("/message", "post"): {"200", "201", "400", "401", "403", "415", "422", "503"},
     ("/messages", "get"): {"200", "401", "422", "503"},
     ("/healthz", "get"): {"200"},
     ("/readyz", "get"): {"200", "503"},
 }
-SECURED = {("/me", "get"), ("/message", "post"), ("/messages", "get")}
+SECURED = {("/me", "get"), ("/message", "post"), ("/messages", "get"), ("/logout/all", "post")}
 
 
 @pytest.fixture

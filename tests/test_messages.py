@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from api.settings import Settings
-from tests.conftest import Api
+from tests.conftest import Api, csrf_of
 
 CREATED = {"status": "Сообщение создано"}
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -19,7 +19,7 @@ def test_send_message_with_each_transport(api: Api) -> None:
     for transport in (
         {"headers": {"token": token}},
         {"headers": {"Authorization": f"Bearer {token}"}},
-        {"cookie": f"token={token}"},
+        {"cookie": f"token={token}", "headers": {"X-CSRF-Token": csrf_of(token)}},
     ):
         response = api.post("/message/", json={"text": "hi"}, **transport)
         assert response.status == 201

@@ -17,7 +17,8 @@ from api.security import (
     verify_token,
 )
 
-SECRET = "k" * 32
+SECRET = "unit-test-secret-0123456789-abcdefghij"
+KEYS = (SECRET,)
 
 
 def test_hash_is_plain_bcrypt_of_an_hmac() -> None:
@@ -49,7 +50,7 @@ def test_malformed_hashes_never_raise(stored: str) -> None:
 
 def test_issue_and_verify_round_trip() -> None:
     token, claims = issue_token(SECRET, "alice", 3, 60)
-    verified = verify_token(token, SECRET, leeway=0)
+    verified = verify_token(token, KEYS, leeway=0)
     assert verified == claims
     assert verified.generation == 3
     assert verified.expires_at - verified.issued_at == 60
@@ -58,9 +59,9 @@ def test_issue_and_verify_round_trip() -> None:
 def test_expiry_honours_leeway() -> None:
     now = int(time.time())
     token, _ = issue_token(SECRET, "alice", 0, 60, now=now - 65)  # expired 5 s ago
-    assert verify_token(token, SECRET, leeway=10).name == "alice"
+    assert verify_token(token, KEYS, leeway=10).name == "alice"
     with pytest.raises(TokenExpired):
-        verify_token(token, SECRET, leeway=0)
+        verify_token(token, KEYS, leeway=0)
 
 
 def _sign(payload: dict[str, object], secret: str = SECRET, algorithm: str = "HS256") -> str:
@@ -104,4 +105,4 @@ def _claims(**overrides: object) -> dict[str, object]:
 )
 def test_invalid_tokens(token: str) -> None:
     with pytest.raises(TokenInvalid):
-        verify_token(token, SECRET, leeway=0)
+        verify_token(token, KEYS, leeway=0)

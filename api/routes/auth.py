@@ -1,4 +1,4 @@
-"""Accounts and sessions: signup, login, logout and who am I."""
+"""Accounts and sessions: signup, login, logout, log out everywhere, and who am I."""
 
 from __future__ import annotations
 
@@ -9,9 +9,16 @@ from sanic.response import json
 
 from api import docs, validation
 from api.errors import ApiError, unauthorized
-from api.guard import TOKEN_COOKIE, authenticated, cookie_token, header_token, session_of
-from api.security import TokenError, issue_token, verify_token
-from api.services import services
+from api.guard import (
+    CSRF_COOKIE,
+    TOKEN_COOKIE,
+    authenticated,
+    cookie_token,
+    header_token,
+    session_of,
+)
+from api.security import TokenError, issue_token
+from api.services import client_address, services
 from api.settings import Settings
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -21,14 +28,15 @@ NO_STORE = {"Cache-Control": "no-store"}
     "Create a user",
     body=docs.CREDENTIALS,
     ok=(201, docs.NAME_REPLY, "The user was created."),
-    errors=(400, 409, 422, 503),
+    errors=(400, 409, 415, 422, 429, 503),
     tag="auth",
 )
 async def signup(request: Request) -> HTTPResponse:
-    """Create a user with a bcrypt-sha256 password hash."""
+    """Create a user with a bcrypt-sha256 password hash; signups per address are capped."""
     data = validation.json_object(request)
     name, password = validation.name(data), validation.password(data)
     svc = services(request)
+    await svc.throttle.hit(svc.signup_window(client_address(request)))
     await svc.users.create_user(name, await svc.hasher.hash(password))
     return json({"name": name}, status=201)
 
@@ -37,27 +45,34 @@ async def signup(request: Request) -> HTTPResponse:
     "Log in: get a JWT in the body and in the `token` cookie",
     body=docs.CREDENTIALS,
     ok=(200, docs.TOKEN_REPLY, "Logged in; the token is also set as an HttpOnly cookie."),
-    errors=(400, 401, 422, 503),
+    errors=(400, 401, 415, 422, 429, 503),
     tag="auth",
 )
 async def login(request: Request) -> HTTPResponse:
-    """Check the credentials and issue a token; the same 401 whether or not the name exists."""
+    """Check the credentials and issue a token; the same 401 whether or not the name exists.
+
+    Failed logins are counted per account and per client address; a full window is a 429 even
+    with the right password, and a success clears the account's count.
+    """
     data = validation.json_object(request)
     name, password = validation.name(data), validation.password(data)
     svc = services(request)
-    credentials = await svc.users.credentials(name)
+    account, address = svc.login_windows(name, client_address(request))
+    credentials = await svc.users.login_credentials(name, (account, address))
     ok = await svc.hasher.verify(password, credentials.password_hash if credentials else None)
     if not ok or credentials is None:
+        await svc.throttle.record(account, address)
         raise unauthorized("invalid_credentials", "wrong name or password")
+    await svc.throttle.clear(account)
     settings = svc.settings
-    token, _ = issue_token(svc.secret, name, credentials.generation, settings.jwt_ttl_seconds)
+    token, claims = issue_token(svc.secret, name, credentials.generation, settings.jwt_ttl_seconds)
     response = json({"token": token}, headers=NO_STORE)
-    _set_token_cookie(response, request, settings, token, settings.jwt_ttl_seconds)
+    _set_cookies(response, request, settings, token, claims.csrf or "", settings.jwt_ttl_seconds)
     return response
 
 
 @docs.describe(
-    "Log out: revoke the presented token and clear the cookie",
+    "Log out: revoke the presented token and clear the cookies",
     ok=(200, docs.STATUS_REPLY, "Logged out (also when no valid token was presented)."),
     errors=(503,),
     tag="auth",
@@ -67,13 +82,30 @@ async def logout(request: Request) -> HTTPResponse:
     svc = services(request)
     for token in _presented_tokens(request):
         try:
-            claims = verify_token(token, svc.secret, leeway=svc.settings.jwt_leeway_seconds)
+            claims = svc.verify_token(token)
         except TokenError:
             continue
         ttl = claims.expires_at - int(time.time()) + svc.settings.jwt_leeway_seconds
         await svc.sessions.revoke(session_of(claims), ttl)
     response = json({"status": "logged out"}, headers=NO_STORE)
-    _set_token_cookie(response, request, svc.settings, "", 0)
+    _set_cookies(response, request, svc.settings, "", "", 0)
+    return response
+
+
+@docs.describe(
+    "Log out everywhere: end every session of the user issued until now",
+    ok=(200, docs.STATUS_REPLY, "Every token of the user issued until now is invalid."),
+    errors=(401, 403, 503),
+    secured=True,
+    tag="auth",
+)
+@authenticated
+async def logout_all(request: Request) -> HTTPResponse:
+    """Invalidate all of the user's tokens (new logins work); clear this client's cookies."""
+    svc = services(request)
+    await svc.sessions.end_all(request.ctx.session)
+    response = json({"status": "logged out everywhere"}, headers=NO_STORE)
+    _set_cookies(response, request, svc.settings, "", "", 0)
     return response
 
 
@@ -103,23 +135,30 @@ def _presented_tokens(request: Request) -> list[str]:
     return tokens
 
 
-def _set_token_cookie(
-    response: HTTPResponse, request: Request, settings: Settings, token: str, max_age: int
+def _set_cookies(
+    response: HTTPResponse,
+    request: Request,
+    settings: Settings,
+    token: str,
+    csrf: str,
+    max_age: int,
 ) -> None:
-    """Set (or, with max_age 0, clear) the HttpOnly token cookie with the configured flags."""
+    """Set (or, with max_age 0, clear) the HttpOnly token cookie and the script-readable CSRF
+    cookie, with the configured SameSite and Secure flags."""
     if settings.cookie_secure == "auto":
         secure = request.scheme == "https"
     else:
         secure = settings.cookie_secure == "true"
-    response.add_cookie(
-        TOKEN_COOKIE,
-        token,
-        max_age=max_age,
-        httponly=True,
-        samesite=settings.cookie_samesite,
-        secure=secure,
-        path="/",
-    )
+    for name, value, httponly in ((TOKEN_COOKIE, token, True), (CSRF_COOKIE, csrf, False)):
+        response.add_cookie(
+            name,
+            value,
+            max_age=max_age,
+            httponly=httponly,
+            samesite=settings.cookie_samesite,
+            secure=secure,
+            path="/",
+        )
 
 
 def blueprint() -> Blueprint:
@@ -128,5 +167,6 @@ def blueprint() -> Blueprint:
     bp.add_route(signup, "/signup/", methods=["POST"])
     bp.add_route(login, "/login/", methods=["POST"])
     bp.add_route(logout, "/logout/", methods=["POST"])
+    bp.add_route(logout_all, "/logout/all/", methods=["POST"])
     bp.add_route(me, "/me/", methods=["GET"])
     return bp

@@ -18,7 +18,7 @@ DEFAULT_LIMIT = 20
     "Send a message, or send `last N` to get your N newest messages",
     body=docs.MESSAGE,
     ok=(201, docs.STATUS_REPLY, "The message was stored."),
-    errors=(400, 401, 403, 422, 503),
+    errors=(400, 401, 403, 415, 422, 503),
     secured=True,
     tag="messages",
 )

@@ -1,0 +1,63 @@
+"""Request and response middleware: media type check, security headers, access log."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from sanic import Request, Sanic
+from sanic.response import BaseHTTPResponse
+
+from api.errors import ApiError
+
+access_logger = logging.getLogger("api.access")
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def has_body(request: Request) -> bool:
+    """True if the request announces a body (a non-zero Content-Length, or chunked)."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return "transfer-encoding" in request.headers
+
+
+def require_json(request: Request) -> None:
+    """415 unless a request with a body sends it as application/json; runs before any handler."""
+    if request.method in BODY_METHODS and has_body(request):
+        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type != "application/json":
+            raise ApiError(
+                415, "unsupported_media_type", "the request body must be application/json"
+            )
+
+
+def register(app: Sanic, *, access_log: bool) -> None:  # type: ignore[type-arg]
+    """Install the middleware on `app`."""
+
+    async def start(request: Request) -> None:
+        request.ctx.started = time.perf_counter()
+        request.ctx.request_id = secrets.token_hex(8)
+        require_json(request)
+
+    async def finish(request: Request, response: BaseHTTPResponse) -> None:
+        request_id = getattr(request.ctx, "request_id", None) or secrets.token_hex(8)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Request-ID"] = request_id
+        if access_log:
+            started = getattr(request.ctx, "started", None)
+            duration = (time.perf_counter() - started) * 1000 if started else 0.0
+            # The path only: never the query string, headers, cookies or body.
+            access_logger.info(
+                "%s %s %d %.1fms id=%s",
+                request.method,
+                request.path,
+                response.status,
+                duration,
+                request_id,
+            )
+
+    app.register_middleware(start, "request", priority=100)
+    app.register_middleware(finish, "response", priority=100)
