@@ -74,8 +74,8 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
         }
     )
     _describe_api(app)
-    for blueprint in (auth.blueprint(), messages.blueprint(), health.blueprint()):
-        app.blueprint(blueprint)
+    for routes in (auth, messages, health):
+        app.blueprint(routes.blueprint(settings))
     middleware.register(app, access_log=settings.access_log)
 
     @app.before_server_start

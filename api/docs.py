@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+import functools
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
 
+from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
 from sanic_ext.extensions.openapi.types import Integer
 
 from api.validation import NAME_MAX_CHARS, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS
 
 Schema = dict[str, Any]
-F = TypeVar("F", bound=Callable[..., Any])
+Handler = Callable[..., Coroutine[Any, Any, HTTPResponse]]
 
 NAME: Schema = {
     "type": "string",
@@ -42,20 +45,22 @@ def obj(properties: Mapping[str, Schema], *required: str, closed: bool = True) -
 CREDENTIALS = obj({"name": NAME, "password": PASSWORD}, "name", "password", closed=False)
 
 
-MESSAGE = obj(
-    {
-        "text": {
-            "type": "string",
-            "minLength": 1,
-            "description": "A message of at most MESSAGE_MAX_CHARS (default 4096) "
-            "characters, or `last N` to get the N newest messages instead.",
-            "example": "hello",
+def message_body(max_chars: int) -> Schema:
+    """The body of POST /message/."""
+    return obj(
+        {
+            "text": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": max_chars,
+                "description": "A message, or `last N` to get the N newest messages instead.",
+                "example": "hello",
+            },
+            "name": {"type": "string", "description": "If given, must be the token's user."},
         },
-        "name": {"type": "string", "description": "If given, must be the token's user."},
-    },
-    "text",
-    closed=False,
-)
+        "text",
+        closed=False,
+    )
 
 
 NAME_REPLY = obj({"name": {"type": "string"}}, "name")
@@ -104,46 +109,49 @@ def json_content(schema: Schema) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def describe(
-    summary: str,
-    *,
-    ok: tuple[int, Schema, str],
-    errors: tuple[int, ...] = (),
-    body: Schema | None = None,
-    secured: bool = False,
-    tag: str,
-) -> Callable[[F], F]:
-    """Document a route: summary, body, the success reply and every error status it can give."""
+@dataclass(frozen=True, slots=True)
+class Doc:
+    """The OpenAPI description of one route: every success and error status it can give."""
 
-    def decorate(handler: F) -> F:
-        status, schema, description = ok
-        decorated: Any = handler
-        for code in errors:
-            decorated = openapi.response(code, json_content(ERROR), ERRORS[code])(decorated)
-        decorated = openapi.response(status, json_content(schema), description)(decorated)
-        if body is not None:
-            decorated = openapi.body(json_content(body), required=True)(decorated)
-        if secured:
-            for scheme in SECURITY_SCHEMES:
-                decorated = openapi.secured(scheme)(decorated)
-        decorated = openapi.summary(summary)(decorated)
-        decorated = openapi.tag(tag)(decorated)
-        result: F = decorated
-        return result
-
-    return decorate
+    summary: str
+    tag: str
+    ok: tuple[int, Schema, str]
+    errors: tuple[int, ...] = ()
+    body: Schema | None = None
+    secured: bool = False
+    also: tuple[tuple[int, Schema, str], ...] = ()
+    query: tuple[tuple[str, Any, str], ...] = ()  # name, sanic-ext schema, description
 
 
-def also(status: int, schema: Schema, description: str) -> Callable[[F], F]:
-    """Document one more success reply of a route."""
-    result: Callable[[F], F] = openapi.response(status, json_content(schema), description)
-    return result
+def add_route(bp: Blueprint, method: str, path: str, handler: Handler, doc: Doc) -> None:
+    """Register `handler` on `bp` with its description.
+
+    sanic-ext keeps descriptions per handler function, so each registration documents a fresh
+    wrapper: two apps with different settings (limits, lengths) get different documents.
+    """
+
+    @functools.wraps(handler)
+    async def route(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
+        return await handler(request, *args, **kwargs)
+
+    documented: Any = route
+    for status, schema, description in (doc.ok, *doc.also):
+        documented = openapi.response(status, json_content(schema), description)(documented)
+    for code in doc.errors:
+        documented = openapi.response(code, json_content(ERROR), ERRORS[code])(documented)
+    for name, schema, description in doc.query:
+        documented = openapi.parameter(
+            name, schema, "query", required=False, description=description
+        )(documented)
+    if doc.body is not None:
+        documented = openapi.body(json_content(doc.body), required=True)(documented)
+    if doc.secured:
+        for scheme in SECURITY_SCHEMES:
+            documented = openapi.secured(scheme)(documented)
+    documented = openapi.tag(doc.tag)(openapi.summary(doc.summary)(documented))
+    bp.add_route(documented, path, methods=[method])
 
 
-limit_parameter = openapi.parameter(
-    "limit",
-    Integer(minimum=1),  # type: ignore[no-untyped-call]
-    "query",
-    required=False,
-    description="How many messages, 1 to MESSAGE_HISTORY_LIMIT (default 1000); default 20.",
-)
+def limit_schema(maximum: int) -> Any:
+    """The schema of the `limit` query parameter."""
+    return Integer(minimum=1, maximum=maximum)  # type: ignore[no-untyped-call]

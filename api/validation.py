@@ -54,7 +54,7 @@ def name(data: dict[str, Any], field: str = "name") -> str:
 
 def optional_name(data: dict[str, Any]) -> str | None:
     """The optional `name` of a message body, NFC-normalised; any string is accepted."""
-    if data.get("name") is None:
+    if "name" not in data:
         return None
     return unicodedata.normalize("NFC", _string(data, "name"))
 

@@ -12,10 +12,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fakeredis
 import jwt
@@ -30,6 +30,7 @@ from api.security import issue_token
 from api.settings import Settings
 from storage.connection import create_memory_redis, create_redis
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 PASSWORD = "correct horse battery"
@@ -140,9 +141,17 @@ def backend(request: pytest.FixtureRequest) -> Callable[[], Redis]:
 class Api:
     """A running app under test, with `get`/`post` returning the response only."""
 
-    def __init__(self, client: ReusableClient, settings: Settings) -> None:
+    def __init__(
+        self, client: ReusableClient, settings: Settings, backend: Callable[[], Redis]
+    ) -> None:
         self._client = client
+        self._backend = backend
         self.settings = settings
+
+    def redis(self, action: Callable[[Redis], Awaitable[T]]) -> T:
+        """Run `action` with a client on the app's store (to inspect or age its keys)."""
+        result: T = self._client._loop.run_until_complete(action(self._backend()))
+        return result
 
     def request(
         self, method: str, path: str, *, cookie: str | None = None, **kwargs: Any
@@ -202,7 +211,7 @@ def make_api(
         client = ReusableClient(app, port=free_port())
         client.__enter__()
         started.append(client)
-        return Api(client, settings)
+        return Api(client, settings, backend)
 
     yield make
     for client in started:
@@ -223,9 +232,7 @@ def csrf_of(token: str) -> str:
 
 def set_cookies(response: TestingResponse) -> dict[str, str]:
     """The response's Set-Cookie headers by cookie name."""
-    return {
-        header.split("=", 1)[0]: header for header in response.headers.get_list("set-cookie")
-    }
+    return {header.split("=", 1)[0]: header for header in response.headers.get_list("set-cookie")}
 
 
 def token_for(name: str, *, ttl: int = 3600, now: int | None = None, generation: int = 0) -> str:

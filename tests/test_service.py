@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import ROOT, SECRET, RedisServer, Service, start_service
+from tests.conftest import ROOT, SECRET, RedisServer, Service, csrf_of, start_service
 
 pytestmark = pytest.mark.redis_server
 
@@ -98,3 +100,48 @@ def test_short_secret_refuses_to_start() -> None:
     assert result.returncode == 2
     assert "JWT_SECRET" in result.stderr
     assert "too-short" not in result.stderr
+
+
+def test_logs_never_contain_tokens_passwords_or_cookies(redis_server: RedisServer) -> None:
+    running = start_service({"REDIS_URL": redis_server.url, "LOG_LEVEL": "DEBUG"})
+    password = "a very private password"
+    credentials = {"name": "logcheck", "password": password}
+    try:
+        assert running.call("POST", "/signup/", credentials)[0] == 201
+        token = running.call("POST", "/login/", credentials)[1]["token"]
+        csrf = csrf_of(token)
+        cookie = {"Cookie": f"token={token}; csrf_token={csrf}", "X-CSRF-Token": csrf}
+        assert running.call("POST", "/message/", {"text": "hi"}, cookie)[0] == 201
+        assert running.call("GET", "/messages/?limit=5", headers={"token": token})[0] == 200
+        assert running.call("POST", "/message/", {"text": "x"}, {"token": token + "x"})[0] == 401
+        assert (
+            running.call("POST", "/login/", {**credentials, "password": password + "!"})[0] == 401
+        )
+        assert (
+            running.call("POST", "/logout/", headers={"Authorization": f"Bearer {token}"})[0] == 200
+        )
+    finally:
+        output = running.stop()
+    assert "POST /login/ 200" in output
+    assert "POST /message/ 201" in output
+    assert "GET /messages/ 200" in output
+    for secret in (token, token.split(".")[2], password, csrf, SECRET):
+        assert secret not in output
+
+
+def test_sigterm_lets_requests_in_flight_finish(redis_server: RedisServer) -> None:
+    running = start_service({"REDIS_URL": redis_server.url, "BCRYPT_ROUNDS": "14"})
+    try:
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            signup = pool.submit(
+                running.call, "POST", "/signup/", {"name": "slow", "password": "password one"}
+            )
+            time.sleep(0.3)  # the bcrypt hash at cost 14 is now under way
+            running.process.send_signal(signal.SIGTERM)
+            status, body, _ = signup.result(timeout=30)
+        assert (status, body) == (201, {"name": "slow"})
+        assert running.process.wait(timeout=30) == 0
+        assert time.monotonic() - started > 0.3
+    finally:
+        running.stop()

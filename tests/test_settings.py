@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from api.settings import MEMORY_URL, Settings, SettingsError
+from api.settings import MEMORY_URL, PLACEHOLDER_SECRET, Settings, SettingsError
 from api.startup import StartupError, prepare, wait_for_redis
-from tests.conftest import RedisServer, free_port
+from tests.conftest import ROOT, SECRET, RedisServer, free_port
 
 
 def test_defaults() -> None:
@@ -87,3 +88,57 @@ def test_unset_redis_url_uses_local_redis_when_it_answers(
 def test_unreachable_redis_url_is_a_clear_start_up_error() -> None:
     with pytest.raises(StartupError, match="REDIS_URL"):
         wait_for_redis(f"redis://127.0.0.1:{free_port()}/0", seconds=0.3)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "changethis-changethis-changethis-changethis",
+        "CHANGEME-please-0123456789-abcdefghijklmn",
+        PLACEHOLDER_SECRET,
+        "a" * 64,
+        "abababababababababababababababababab",
+    ],
+)
+@pytest.mark.parametrize("variable", ["JWT_SECRET", "JWT_SECRET_PREVIOUS"])
+def test_placeholder_secrets_are_refused(secret: str, variable: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: secret}, env_file=None)
+
+
+def test_env_dist_secret_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="JWT_SECRET"):
+        Settings.from_env({}, env_file=ROOT / ".env.dist")
+
+
+@pytest.mark.parametrize("leeway", ["-1", "31"])
+def test_leeway_is_at_most_30_seconds(leeway: str) -> None:
+    with pytest.raises(SettingsError, match="JWT_LEEWAY_SECONDS"):
+        Settings.from_env({"JWT_LEEWAY_SECONDS": leeway}, env_file=None)
+
+
+def test_every_setting_is_in_env_dist_and_the_readme() -> None:
+    names = {f.name.upper() for f in dataclasses.fields(Settings)}
+    env_dist = {line.split("=", 1)[0] for line in (ROOT / ".env.dist").read_text().splitlines()}
+    readme = (ROOT / "README.md").read_text()
+    assert names <= env_dist
+    assert not [name for name in names if f"`{name}`" not in readme]
+
+
+@pytest.mark.redis_server
+def test_eviction_policy_that_could_drop_revocations_is_warned_about(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = redis_server.client()
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with caplog.at_level("WARNING", logger="api.startup"):
+            prepare(Settings(redis_url=redis_server.url, jwt_secret=SECRET))
+        assert "maxmemory-policy is allkeys-lru" in caplog.text
+        caplog.clear()
+        client.config_set("maxmemory-policy", "noeviction")
+        with caplog.at_level("WARNING", logger="api.startup"):
+            prepare(Settings(redis_url=redis_server.url, jwt_secret=SECRET))
+        assert "maxmemory-policy" not in caplog.text
+    finally:
+        client.config_set("maxmemory-policy", "noeviction")

@@ -76,6 +76,7 @@ MESSAGE_CASES: list[tuple[Any, dict[str, str]]] = [
     ({"text": ""}, invalid("text: must be 1-4096 characters")),
     ({"text": "x" * 4097}, invalid("text: must be 1-4096 characters")),
     ({"text": "hi", "name": 7}, invalid("name: must be a string")),
+    ({"text": "hi", "name": None}, invalid("name: must be a string")),
     ([{"text": "hi"}], invalid("body: must be a JSON object")),
     (None, invalid("body: must be a JSON object")),
 ]

@@ -24,13 +24,6 @@ from api.settings import Settings
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-@docs.describe(
-    "Create a user",
-    body=docs.CREDENTIALS,
-    ok=(201, docs.NAME_REPLY, "The user was created."),
-    errors=(400, 409, 415, 422, 429, 503),
-    tag="auth",
-)
 async def signup(request: Request) -> HTTPResponse:
     """Create a user with a bcrypt-sha256 password hash; signups per address are capped."""
     data = validation.json_object(request)
@@ -41,13 +34,6 @@ async def signup(request: Request) -> HTTPResponse:
     return json({"name": name}, status=201)
 
 
-@docs.describe(
-    "Log in: get a JWT in the body and in the `token` cookie",
-    body=docs.CREDENTIALS,
-    ok=(200, docs.TOKEN_REPLY, "Logged in; the token is also set as an HttpOnly cookie."),
-    errors=(400, 401, 415, 422, 429, 503),
-    tag="auth",
-)
 async def login(request: Request) -> HTTPResponse:
     """Check the credentials and issue a token; the same 401 whether or not the name exists.
 
@@ -71,12 +57,6 @@ async def login(request: Request) -> HTTPResponse:
     return response
 
 
-@docs.describe(
-    "Log out: revoke the presented token and clear the cookies",
-    ok=(200, docs.STATUS_REPLY, "Logged out (also when no valid token was presented)."),
-    errors=(503,),
-    tag="auth",
-)
 async def logout(request: Request) -> HTTPResponse:
     """Revoke every valid token presented (header and cookie) for the rest of its life."""
     svc = services(request)
@@ -92,13 +72,6 @@ async def logout(request: Request) -> HTTPResponse:
     return response
 
 
-@docs.describe(
-    "Log out everywhere: end every session of the user issued until now",
-    ok=(200, docs.STATUS_REPLY, "Every token of the user issued until now is invalid."),
-    errors=(401, 403, 503),
-    secured=True,
-    tag="auth",
-)
 @authenticated
 async def logout_all(request: Request) -> HTTPResponse:
     """Invalidate all of the user's tokens (new logins work); clear this client's cookies."""
@@ -109,13 +82,6 @@ async def logout_all(request: Request) -> HTTPResponse:
     return response
 
 
-@docs.describe(
-    "The user the token belongs to",
-    ok=(200, docs.NAME_REPLY, "The token's user."),
-    errors=(401, 503),
-    secured=True,
-    tag="auth",
-)
 @authenticated
 async def me(request: Request) -> HTTPResponse:
     """Return the authenticated user's name."""
@@ -161,12 +127,75 @@ def _set_cookies(
         )
 
 
-def blueprint() -> Blueprint:
-    """A new blueprint with this module's routes."""
+def blueprint(settings: Settings) -> Blueprint:
+    """A new blueprint with this module's routes and their descriptions."""
     bp = Blueprint("auth")
-    bp.add_route(signup, "/signup/", methods=["POST"])
-    bp.add_route(login, "/login/", methods=["POST"])
-    bp.add_route(logout, "/logout/", methods=["POST"])
-    bp.add_route(logout_all, "/logout/all/", methods=["POST"])
-    bp.add_route(me, "/me/", methods=["GET"])
+    docs.add_route(
+        bp,
+        "POST",
+        "/signup/",
+        signup,
+        docs.Doc(
+            "Create a user",
+            "auth",
+            ok=(201, docs.NAME_REPLY, "The user was created."),
+            errors=(400, 409, 415, 422, 429, 503),
+            body=docs.CREDENTIALS,
+        ),
+    )
+    docs.add_route(
+        bp,
+        "POST",
+        "/login/",
+        login,
+        docs.Doc(
+            "Log in: get a JWT in the body and in the `token` cookie",
+            "auth",
+            ok=(
+                200,
+                docs.TOKEN_REPLY,
+                "Logged in; also sets the `token` and `csrf_token` cookies.",
+            ),
+            errors=(400, 401, 415, 422, 429, 503),
+            body=docs.CREDENTIALS,
+        ),
+    )
+    docs.add_route(
+        bp,
+        "POST",
+        "/logout/",
+        logout,
+        docs.Doc(
+            "Log out: revoke the presented token and clear the cookies",
+            "auth",
+            ok=(200, docs.STATUS_REPLY, "Logged out (also when no valid token was presented)."),
+            errors=(503,),
+        ),
+    )
+    docs.add_route(
+        bp,
+        "POST",
+        "/logout/all/",
+        logout_all,
+        docs.Doc(
+            "Log out everywhere: end every session of the user issued until now",
+            "auth",
+            ok=(200, docs.STATUS_REPLY, "Every token of the user issued until now is invalid."),
+            errors=(401, 403, 503),
+            secured=True,
+        ),
+    )
+    docs.add_route(
+        bp,
+        "GET",
+        "/me/",
+        me,
+        docs.Doc(
+            "The user the token belongs to",
+            "auth",
+            ok=(200, docs.NAME_REPLY, "The token's user."),
+            errors=(401, 503),
+            secured=True,
+        ),
+    )
     return bp

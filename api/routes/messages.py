@@ -9,20 +9,12 @@ from api import docs, validation
 from api.errors import ApiError
 from api.guard import authenticated
 from api.services import services
+from api.settings import Settings
 
 CREATED = "Сообщение создано"
 DEFAULT_LIMIT = 20
 
 
-@docs.describe(
-    "Send a message, or send `last N` to get your N newest messages",
-    body=docs.MESSAGE,
-    ok=(201, docs.STATUS_REPLY, "The message was stored."),
-    errors=(400, 401, 403, 415, 422, 503),
-    secured=True,
-    tag="messages",
-)
-@docs.also(200, docs.LAST_REPLY, 'For `last N`: keys N down to "1", "1" the newest.')
 @authenticated
 async def post_message(request: Request) -> HTTPResponse:
     """Store the text, or answer `last N` with the N newest messages (the query is not stored)."""
@@ -42,14 +34,6 @@ async def post_message(request: Request) -> HTTPResponse:
     return json({str(n): newest_first[n - 1].text for n in range(total, 0, -1)})
 
 
-@docs.describe(
-    "Your newest messages, newest first",
-    ok=(200, docs.MESSAGES_REPLY, "Up to `limit` messages, newest first."),
-    errors=(401, 422, 503),
-    secured=True,
-    tag="messages",
-)
-@docs.limit_parameter
 @authenticated
 async def list_messages(request: Request) -> HTTPResponse:
     """Return up to `limit` (default 20) of the user's newest messages with their send times."""
@@ -60,9 +44,42 @@ async def list_messages(request: Request) -> HTTPResponse:
     return json({"messages": [{"text": m.text, "sent_at": m.sent_at} for m in messages]})
 
 
-def blueprint() -> Blueprint:
-    """A new blueprint with this module's routes."""
+def blueprint(settings: Settings) -> Blueprint:
+    """A new blueprint with this module's routes and their descriptions."""
     bp = Blueprint("messages")
-    bp.add_route(post_message, "/message/", methods=["POST"])
-    bp.add_route(list_messages, "/messages/", methods=["GET"])
+    docs.add_route(
+        bp,
+        "POST",
+        "/message/",
+        post_message,
+        docs.Doc(
+            "Send a message, or send `last N` to get your N newest messages",
+            "messages",
+            ok=(201, docs.STATUS_REPLY, "The message was stored."),
+            also=((200, docs.LAST_REPLY, 'For `last N`: keys N down to "1", "1" the newest.'),),
+            errors=(400, 401, 403, 415, 422, 503),
+            body=docs.message_body(settings.message_max_chars),
+            secured=True,
+        ),
+    )
+    docs.add_route(
+        bp,
+        "GET",
+        "/messages/",
+        list_messages,
+        docs.Doc(
+            "Your newest messages, newest first",
+            "messages",
+            ok=(200, docs.MESSAGES_REPLY, "Up to `limit` messages, newest first."),
+            errors=(401, 422, 503),
+            secured=True,
+            query=(
+                (
+                    "limit",
+                    docs.limit_schema(settings.message_history_limit),
+                    f"How many messages (default {DEFAULT_LIMIT}).",
+                ),
+            ),
+        ),
+    )
     return bp

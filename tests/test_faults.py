@@ -1,0 +1,98 @@
+"""Redis going away or hanging under a running service: fast 503s, then recovery by itself."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RedisServer, Service, start_redis_server, start_service
+
+pytestmark = pytest.mark.redis_server
+
+UNAVAILABLE = {
+    "error": "storage_unavailable",
+    "message": "the data store is unavailable, try again shortly",
+}
+CREDENTIALS = {"name": "alice", "password": "password one"}
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = start_redis_server(tmp_path)
+    yield server
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGCONT)
+    server.stop()
+
+
+@pytest.fixture
+def service(redis: RedisServer) -> Iterator[Service]:
+    running = start_service({"REDIS_URL": redis.url})
+    yield running
+    running.stop()
+
+
+def _token(service: Service) -> str:
+    service.call("POST", "/signup/", CREDENTIALS)
+    status, body, _ = service.call("POST", "/login/", CREDENTIALS)
+    assert status == 200
+    token: str = body["token"]
+    return token
+
+
+def _assert_unavailable_fast(service: Service, token: str) -> None:
+    for method, path, body in [
+        ("POST", "/message/", {"text": "hi"}),
+        ("POST", "/message/", {"text": "last 5"}),
+        ("GET", "/messages/", None),
+        ("GET", "/me/", None),
+        ("POST", "/logout/", None),  # never claims success without writing the revocation
+        ("POST", "/signup/", {"name": "bob", "password": "password two"}),
+        ("POST", "/login/", CREDENTIALS),
+    ]:
+        started = time.monotonic()
+        status, reply, headers = service.call(method, path, body, {"token": token})
+        elapsed = time.monotonic() - started
+        assert (status, reply) == (503, UNAVAILABLE), (method, path)
+        assert headers["Retry-After"] == "1"
+        assert elapsed < 2.0, (method, path, elapsed)
+    assert service.call("GET", "/readyz")[:2] == (503, UNAVAILABLE)
+    assert service.call("GET", "/healthz")[:2] == (200, {"status": "ok"})
+
+
+def _wait_ready(service: Service, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while service.call("GET", "/readyz")[0] != 200:
+        assert time.monotonic() < deadline, "the service did not recover"
+        time.sleep(0.1)
+
+
+def test_redis_stopped_then_restarted(service: Service, redis: RedisServer) -> None:
+    token = _token(service)
+    redis.stop()
+    _assert_unavailable_fast(service, token)
+    redis.start()  # an empty Redis: the old user is gone, so start over
+    _wait_ready(service)
+    token = _token(service)
+    assert service.call("POST", "/message/", {"text": "back"}, {"token": token})[0] == 201
+    assert service.call("POST", "/logout/", headers={"token": token})[0] == 200
+    assert service.call("GET", "/me/", headers={"token": token})[0] == 401
+
+
+def test_redis_hanging_then_resumed(service: Service, redis: RedisServer) -> None:
+    token = _token(service)
+    redis.process.send_signal(signal.SIGSTOP)
+    try:
+        _assert_unavailable_fast(service, token)
+    finally:
+        redis.process.send_signal(signal.SIGCONT)
+    _wait_ready(service)
+    assert service.call("POST", "/message/", {"text": "back"}, {"token": token})[0] == 201
+    # A write that timed out has an unknown outcome, so only the newest message is certain.
+    assert service.call("POST", "/message/", {"text": "last 1"}, {"token": token})[1] == {
+        "1": "back"
+    }

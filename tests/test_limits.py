@@ -1,0 +1,68 @@
+"""Request limits, security headers and the bounded password hasher."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from api.hashing import HasherBusy, PasswordHasher
+from tests.conftest import Api
+
+
+def test_oversized_body_is_json_413(api: Api) -> None:
+    body = b'{"text": "' + b"x" * 70_000 + b'"}'
+    response = api.post("/signup/", content=body, headers={"Content-Type": "application/json"})
+    assert response.status == 413
+    assert response.json["error"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/healthz"),
+        ("get", "/nowhere"),
+        ("get", "/me/"),
+        ("put", "/me/"),
+        ("post", "/signup/"),
+    ],
+)
+def test_every_response_has_nosniff_and_a_request_id(api: Api, method: str, path: str) -> None:
+    response = api.request(method, path)
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert len(response.headers["x-request-id"]) == 16
+
+
+def test_token_responses_are_not_stored(api: Api) -> None:
+    token = api.user("alice")
+    assert api.post("/logout/", headers={"token": token}).headers["cache-control"] == "no-store"
+
+
+def test_hasher_runs_at_most_threads_plus_queue_and_refuses_the_rest() -> None:
+    async def scenario() -> list[object]:
+        hasher = PasswordHasher(10, threads=1, queue_limit=2)
+        try:
+            return await asyncio.gather(
+                *(hasher.hash(f"password {n}") for n in range(5)), return_exceptions=True
+            )
+        finally:
+            hasher.close()
+
+    results = asyncio.run(scenario())
+    assert sum(isinstance(r, str) for r in results) == 3
+    assert sum(isinstance(r, HasherBusy) for r in results) == 2
+
+
+def test_busy_hasher_is_a_fast_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def busy(*args: object) -> bool:
+        raise HasherBusy
+
+    api.signup("alice")
+    monkeypatch.setattr(PasswordHasher, "verify", busy)
+    response = api.post("/login/", json={"name": "alice", "password": "password one"})
+    assert response.status == 503
+    assert response.json == {
+        "error": "busy",
+        "message": "too many logins at once, try again shortly",
+    }
+    assert response.headers["retry-after"] == "1"
