@@ -6,7 +6,10 @@ import asyncio
 
 import pytest
 
+from api.app import create_app
 from api.hashing import HasherBusy, PasswordHasher
+from api.settings import Settings
+from storage.connection import create_memory_redis
 from tests.conftest import Api
 
 
@@ -66,3 +69,25 @@ def test_busy_hasher_is_a_fast_503(api: Api, monkeypatch: pytest.MonkeyPatch) ->
         "message": "too many logins at once, try again shortly",
     }
     assert response.headers["retry-after"] == "1"
+
+
+def test_server_limits_and_proxy_trust_come_from_the_settings(settings: Settings) -> None:
+    app = create_app(
+        settings.replace(
+            request_max_size=1234,
+            request_timeout=3.5,
+            response_timeout=4.5,
+            keep_alive_timeout=2.5,
+            graceful_shutdown_timeout=6.5,
+            proxies_count=2,
+            forwarded_secret="proxy-secret-0123456789-abcdefghijklmnop",
+        ),
+        redis=create_memory_redis(),
+    )
+    assert app.config.REQUEST_MAX_SIZE == 1234
+    assert app.config.REQUEST_TIMEOUT == 3.5
+    assert app.config.RESPONSE_TIMEOUT == 4.5
+    assert app.config.KEEP_ALIVE_TIMEOUT == 2.5
+    assert app.config.GRACEFUL_SHUTDOWN_TIMEOUT == 6.5
+    assert app.config.PROXIES_COUNT == 2
+    assert app.config.FORWARDED_SECRET == "proxy-secret-0123456789-abcdefghijklmnop"
