@@ -8,7 +8,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from sanic import Sanic
 from sanic.config import Config
 
@@ -17,7 +16,7 @@ from api.errors import JsonErrorHandler
 from api.routes import auth, health, messages
 from api.services import Services
 from api.settings import MEMORY_URL, Settings
-from storage.connection import create_redis
+from storage.connection import Client, create_redis, initialize
 
 logger = logging.getLogger("api")
 
@@ -37,7 +36,7 @@ def _dumps(value: Any, **_: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
-def create_app(settings: Settings | None = None, *, redis: Redis | None = None) -> App:
+def create_app(settings: Settings | None = None, *, redis: Client | None = None) -> App:
     """Build the app; `redis` injects a client (tests), else one is made from the settings."""
     settings = (settings or Settings.from_env()).with_generated_secret()
     # Sanic keeps a registry of app names; a number keeps several apps in one process apart.
@@ -80,8 +79,12 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
 
     @app.before_server_start
     async def open_storage(app: App) -> None:
-        client = redis if redis is not None else create_redis(settings.redis_url or MEMORY_URL)
+        client = redis
+        if client is None:
+            url = settings.redis_url or MEMORY_URL
+            client = create_redis(url, cluster=settings.redis_cluster)
         app.ctx.owns_redis = redis is None
+        await initialize(client)
         app.ctx.services = Services.build(settings, client)
 
     @app.after_server_stop

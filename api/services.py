@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from sanic import Request
 
 from api.hashing import PasswordHasher
 from api.security import TokenClaims, verify_token
 from api.settings import Settings
 from storage import keys
+from storage.connection import Client
 from storage.messages import MessageStore
 from storage.sessions import SessionStore
 from storage.throttle import Throttle, Window
@@ -28,7 +28,7 @@ class Services:
 
     settings: Settings
     keys: tuple[str, ...]
-    redis: Redis
+    redis: Client
     users: UserStore
     sessions: SessionStore
     messages: MessageStore
@@ -36,7 +36,7 @@ class Services:
     hasher: PasswordHasher
 
     @classmethod
-    def build(cls, settings: Settings, redis: Redis) -> Services:
+    def build(cls, settings: Settings, redis: Client) -> Services:
         """Wire the stores and the hasher around one Redis client."""
         if settings.jwt_secret is None:
             raise ValueError(

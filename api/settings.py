@@ -29,6 +29,7 @@ class Settings:
     port: int = 8000
     workers: int = 1
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    redis_cluster: bool = False
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_ttl_seconds: int = 10800
     jwt_leeway_seconds: int = 10
@@ -97,6 +98,11 @@ class Settings:
         ):
             _check(value >= 1, name, "must be at least 1")
         _check(self.proxies_count >= 0, "PROXIES_COUNT", "must be 0 or more")
+        _check(
+            not self.redis_cluster or (self.redis_url or MEMORY_URL) != MEMORY_URL,
+            "REDIS_CLUSTER",
+            "needs REDIS_URL naming a node of the cluster",
+        )
         for name, seconds in (
             ("REQUEST_TIMEOUT", self.request_timeout),
             ("RESPONSE_TIMEOUT", self.response_timeout),

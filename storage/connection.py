@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 import redis.exceptions as rex
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -16,6 +17,7 @@ from storage.errors import StorageUnavailable
 
 MEMORY_URL = "memory://"
 SOCKET_TIMEOUT_SECONDS = 1.0
+CLUSTER_MAX_CONNECTIONS = 512
 # Upper bound on one storage call, retries included, so a hanging Redis is a fast 503.
 CALL_TIMEOUT_SECONDS = 1.5
 
@@ -31,14 +33,31 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+# Every store takes either: both have the same command, script and pipeline API.
+Client = Redis | RedisCluster
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def create_redis(url: str, *, max_connections: int = 64) -> Redis:
-    """Return an asyncio Redis client for `url`; `memory://` gives the embedded in-process store."""
+def create_redis(url: str, *, cluster: bool = False, max_connections: int = 64) -> Client:
+    """An asyncio client for `url`: a Redis Cluster client when `cluster`, the embedded
+    in-process store for `memory://`, else a plain Redis client with a bounded pool."""
     if url == MEMORY_URL:
         return create_memory_redis(max_connections=max_connections)
+    retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1)
+    if cluster:
+        return RedisCluster.from_url(
+            url,
+            decode_responses=True,
+            # Per node. The cluster client cannot wait for a free connection (it fails at once),
+            # so its bound is set well above what one worker keeps in flight.
+            max_connections=CLUSTER_MAX_CONNECTIONS,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+            retry=retry,
+            health_check_interval=30,
+        )
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -46,7 +65,7 @@ def create_redis(url: str, *, max_connections: int = 64) -> Redis:
         decode_responses=True,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+        retry=retry,
         health_check_interval=30,
     )
     return Redis(connection_pool=pool)
@@ -82,7 +101,16 @@ def translate_errors(
     return wrapper
 
 
+async def initialize(client: Client) -> None:
+    """Learn a cluster's topology before serving: concurrent first commands on an
+    uninitialised cluster client race and fail. A plain client needs nothing."""
+    if isinstance(client, RedisCluster):
+        # Not reachable yet: the client initialises itself on its first command instead.
+        with contextlib.suppress(*_UNAVAILABLE):
+            await client.initialize()
+
+
 @translate_errors
-async def ping(client: Redis) -> bool:
+async def ping(client: Client) -> bool:
     """Return True when Redis answers PING."""
     return bool(await client.ping())

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
-from redis.asyncio import Redis
 
 from storage import keys, scripts
-from storage.connection import translate_errors
+from storage.connection import Client, translate_errors
 from storage.models import Message, Session
 from storage.sessions import raise_for_status, session_keys
 
@@ -20,7 +19,7 @@ def _now_iso() -> str:
 class MessageStore:
     """Messages kept as JSON objects `{"text", "sent_at"}` in the list `messages:{<name>}`."""
 
-    def __init__(self, client: Redis, *, history_limit: int) -> None:
+    def __init__(self, client: Client, *, history_limit: int) -> None:
         self._history_limit = history_limit
         self._append = client.register_script(scripts.APPEND_MESSAGE)
         self._last = client.register_script(scripts.LAST_MESSAGES)

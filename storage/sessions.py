@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
-
 from storage import keys, scripts
-from storage.connection import translate_errors
+from storage.connection import Client, translate_errors
 from storage.errors import SessionEnded, SessionRevoked, UnknownUser
 from storage.models import Session
 
@@ -34,7 +32,7 @@ def raise_for_status(reply: list[Any]) -> list[Any]:
 class SessionStore:
     """Revocation markers `revoked:{<name>}:<jti>` and the per-user session generation."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self._client = client
         self._check = client.register_script(scripts.CHECK_SESSION)
         self._end_all = client.register_script(scripts.END_SESSIONS)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 
 from storage import scripts
-from storage.connection import translate_errors
+from storage.connection import Client, translate_errors
 from storage.errors import RateLimited
 
 
@@ -24,7 +25,7 @@ class Window:
     seconds: int
 
 
-def queue_reads(pipe: Pipeline, windows: Sequence[Window]) -> None:
+def queue_reads(pipe: Pipeline | ClusterPipeline, windows: Sequence[Window]) -> None:
     """Queue the reads `raise_if_blocked` needs: each window's count and remaining time."""
     for window in windows:
         pipe.get(window.key)
@@ -46,7 +47,7 @@ def raise_if_blocked(windows: Sequence[Window], replies: Sequence[Any]) -> None:
 class Throttle:
     """Counts attempts in fixed windows that start with the first attempt."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self._client = client
         self._hit = client.register_script(scripts.COUNT_HIT)
 
@@ -66,11 +67,10 @@ class Throttle:
 
     @translate_errors
     async def record(self, *windows: Window) -> None:
-        """Count one attempt in each window, in one round trip."""
-        pipe = self._client.pipeline(transaction=False)
-        for window in windows:
-            await self._hit(keys=[window.key], args=[window.seconds], client=pipe)
-        await pipe.execute()
+        """Count one attempt in each window, concurrently (a cluster pipeline runs no scripts)."""
+        await asyncio.gather(
+            *(self._hit(keys=[window.key], args=[window.seconds]) for window in windows)
+        )
 
     @translate_errors
     async def clear(self, window: Window) -> None:

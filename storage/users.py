@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from redis.asyncio import Redis
-
 from storage import keys, scripts
-from storage.connection import translate_errors
+from storage.connection import Client, translate_errors
 from storage.errors import NameTaken
 from storage.models import Credentials
 from storage.throttle import Window, queue_reads, raise_if_blocked
@@ -17,7 +15,7 @@ from storage.throttle import Window, queue_reads, raise_if_blocked
 class UserStore:
     """Users kept as hashes `user:{<name>}`."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self._client = client
         self._create = client.register_script(scripts.CREATE_USER)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,14 +22,13 @@ import fakeredis
 import jwt
 import pytest
 import redis
-from redis.asyncio import Redis
 from sanic_testing.reusable import ReusableClient
 from sanic_testing.testing import TestingResponse
 
 from api.app import create_app
 from api.security import issue_token
 from api.settings import Settings
-from storage.connection import create_memory_redis, create_redis
+from storage.connection import Client, create_memory_redis, create_redis
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +42,23 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A free port P whose cluster bus port P + 10000 is free too (so P is at most 55535)."""
+    for port in random.sample(range(20000, 45000), 200):
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise AssertionError("no free pair of ports for a cluster node")
 
 
 @dataclass
@@ -73,11 +90,11 @@ class RedisServer:
         _wait_for_ping(self.url)
 
 
-def _spawn_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def _spawn_redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server")
     assert binary is not None
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
-    args += ["no", "--dir", str(workdir)]
+    args += ["no", "--dir", str(workdir), *extra]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -97,17 +114,107 @@ def _wait_for_ping(url: str, seconds: float = 10.0) -> None:
         client.close()
 
 
+def _require_redis_binaries() -> None:
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        message = "redis-server and redis-cli are not installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI must install them)")
+        pytest.skip(message)
+
+
 def start_redis_server(workdir: Path) -> RedisServer:
     """Start a redis-server on a free port; skip (or, in CI, fail) when there is no binary."""
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI must install it)")
-        pytest.skip(message)
+    _require_redis_binaries()
     port = free_port()
     server = RedisServer(port, _spawn_redis(port, workdir), workdir)
     _wait_for_ping(server.url)
     return server
+
+
+@dataclass
+class RedisClusterServers:
+    """A private 3-master Redis Cluster started for the tests."""
+
+    ports: list[int]
+    processes: list[subprocess.Popen[bytes]]
+
+    @property
+    def url(self) -> str:
+        """The URL of one node; the client discovers the others."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def flush(self) -> None:
+        """Empty every master."""
+        for port in self.ports:
+            with redis.Redis(port=port) as node:
+                node.flushall()
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(timeout=10)
+
+
+def start_redis_cluster(workdir: Path, masters: int = 3) -> RedisClusterServers:
+    """Start `masters` cluster-enabled redis-servers, join them, and wait for cluster_state:ok."""
+    _require_redis_binaries()
+    ports: list[int] = []
+    while len(ports) < masters:
+        port = free_cluster_port()
+        if port not in ports:
+            ports.append(port)
+    processes = []
+    for port in ports:
+        node_dir = workdir / str(port)
+        node_dir.mkdir()
+        processes.append(
+            _spawn_redis(
+                port,
+                node_dir,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            )
+        )
+    servers = RedisClusterServers(ports, processes)
+    for port in ports:
+        _wait_for_ping(f"redis://127.0.0.1:{port}/0")
+    subprocess.run(
+        [
+            "redis-cli",
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{port}" for port in ports),
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    deadline = time.monotonic() + 30
+    for port in ports:
+        with redis.Redis(port=port, decode_responses=True) as node:
+            while node.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+                if time.monotonic() > deadline:
+                    servers.stop()
+                    raise AssertionError("the test cluster did not reach cluster_state:ok")
+                time.sleep(0.1)
+    return servers
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """One private 3-master Redis Cluster for the whole session; tests flush it before use."""
+    servers = start_redis_cluster(tmp_path_factory.mktemp("cluster"))
+    yield servers
+    servers.stop()
 
 
 @pytest.fixture(scope="session")
@@ -124,15 +231,24 @@ def settings() -> Settings:
     return Settings(bcrypt_rounds=4, jwt_secret=SECRET, message_history_limit=50)
 
 
-BACKENDS = ["fakeredis", pytest.param("redis", marks=pytest.mark.redis_server)]
+BACKENDS = [
+    "fakeredis",
+    pytest.param("redis", marks=pytest.mark.redis_server),
+    pytest.param("cluster", marks=pytest.mark.redis_server),
+]
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> Callable[[], Redis]:
-    """A factory of async clients on an empty store: fakeredis, or the private redis-server."""
+def backend(request: pytest.FixtureRequest) -> Callable[[], Client]:
+    """A factory of async clients on an empty store: fakeredis, the private redis-server, or
+    the private 3-master cluster."""
     if request.param == "fakeredis":
         server = fakeredis.FakeServer()
         return lambda: create_memory_redis(server)
+    if request.param == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        return lambda: create_redis(cluster.url, cluster=True)
     real: RedisServer = request.getfixturevalue("redis_server")
     real.client().flushall()
     return lambda: create_redis(real.url)
@@ -142,13 +258,13 @@ class Api:
     """A running app under test, with `get`/`post` returning the response only."""
 
     def __init__(
-        self, client: ReusableClient, settings: Settings, backend: Callable[[], Redis]
+        self, client: ReusableClient, settings: Settings, backend: Callable[[], Client]
     ) -> None:
         self._client = client
         self._backend = backend
         self.settings = settings
 
-    def redis(self, action: Callable[[Redis], Awaitable[T]]) -> T:
+    def redis(self, action: Callable[[Client], Awaitable[T]]) -> T:
         """Run `action` with a client on the app's store (to inspect or age its keys)."""
         result: T = self._client._loop.run_until_complete(action(self._backend()))
         return result
@@ -201,7 +317,7 @@ class Api:
 
 @pytest.fixture
 def make_api(
-    backend: Callable[[], Redis],
+    backend: Callable[[], Client],
 ) -> Iterator[Callable[[Settings], Api]]:
     """Start apps (with given settings) on the backend under test; stop them afterwards."""
     started: list[ReusableClient] = []

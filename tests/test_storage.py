@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from storage import keys
+from storage.connection import initialize
 from storage.errors import NameTaken, SessionEnded, SessionRevoked, UnknownUser
 from storage.messages import MessageStore
 from storage.models import Session
@@ -37,7 +38,9 @@ def test_create_user_stores_a_hash(backend: Backend) -> None:
 
 def test_concurrent_signups_of_one_name_exactly_one_wins(backend: Backend) -> None:
     async def scenario() -> list[BaseException | None]:
-        users = UserStore(backend())
+        client = backend()
+        await initialize(client)
+        users = UserStore(client)
         return await asyncio.gather(
             *(users.create_user("alice", f"hash-{n}") for n in range(50)),
             return_exceptions=True,
@@ -45,7 +48,9 @@ def test_concurrent_signups_of_one_name_exactly_one_wins(backend: Backend) -> No
 
     results = asyncio.run(scenario())
     assert results.count(None) == 1
-    assert all(isinstance(r, NameTaken) for r in results if r is not None)
+    assert all(isinstance(r, NameTaken) for r in results if r is not None), [
+        repr(r.__cause__) for r in results if r is not None and not isinstance(r, NameTaken)
+    ]
 
 
 async def _send_concurrently(backend: Backend, limit: int, sent: int) -> list[str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from redis.asyncio import Redis
 
 from api.settings import Settings
 from storage import keys
+from storage.connection import Client
 from tests.conftest import PASSWORD, Api
 
 RATE_LIMITED = {"error": "rate_limited", "message": "too many attempts, try again later"}
@@ -47,7 +47,7 @@ def test_lock_ends_when_the_window_passes(strict: Api) -> None:
         _login(strict, "alice", "wrong password")
     assert _login(strict, "alice", PASSWORD)[0] == 429
 
-    async def window_passes(client: Redis) -> None:
+    async def window_passes(client: Client) -> None:
         await client.delete(keys.login_failures("alice"))
 
     strict.redis(window_passes)
