@@ -88,7 +88,7 @@ def main() -> int:
                 f"token: {token}",
                 "--max-time",
                 str(seconds),
-                # One worker: with more, Hypothesis' shared caches raced (KeyError) inside the fuzzer.
+                # One worker: with two, Hypothesis' shared caches raced (KeyError) in the fuzzer.
                 "--workers",
                 "1",
                 "--suppress-health-check",

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -357,12 +358,28 @@ def token_for(name: str, *, ttl: int = 3600, now: int | None = None, generation:
     return token
 
 
-@dataclass
 class Service:
-    """The API started as `make run` starts it (`python run.py`), in its own process."""
+    """The API started as `make run` starts it (`python run.py`), in its own process group.
 
-    url: str
-    process: subprocess.Popen[str]
+    Its output is collected line by line as it runs, so a test can wait for what it logs.
+    """
+
+    def __init__(self, url: str, process: subprocess.Popen[str]) -> None:
+        self.url = url
+        self.process = process
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        """Everything the service has printed so far."""
+        return "".join(self.lines)
 
     def call(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
@@ -385,11 +402,13 @@ class Service:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            output, _ = self.process.communicate(timeout=15)
+            self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            output, _ = self.process.communicate()
-        return output
+            os.killpg(self.process.pid, signal.SIGKILL)  # workers too
+            self.process.wait()
+            self.lines.append("[killed: the service did not stop on SIGTERM]\n")
+        self._reader.join(timeout=10)
+        return self.output
 
 
 def start_service(env: dict[str, str], *, wait: bool = True) -> Service:
@@ -401,6 +420,7 @@ def start_service(env: dict[str, str], *, wait: bool = True) -> Service:
         "PORT": str(port),
         "BCRYPT_ROUNDS": "4",
         "JWT_SECRET": SECRET,
+        "PYTHONUNBUFFERED": "1",
         **env,
     }
     process = subprocess.Popen(
@@ -410,17 +430,23 @@ def start_service(env: dict[str, str], *, wait: bool = True) -> Service:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     service = Service(f"http://127.0.0.1:{port}", process)
+    workers = int(full_env.get("WORKERS") or 1)
     deadline = time.monotonic() + 30
     while wait:
         if process.poll() is not None:
             raise AssertionError(f"service exited early:\n{service.stop()}")
-        try:
-            with urllib.request.urlopen(service.url + "/healthz", timeout=1):  # noqa: S310
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"service did not start:\n{service.stop()}") from None
-            time.sleep(0.1)
+        # With several workers, every one must be up: Sanic's manager cannot stop while one is
+        # still starting.
+        if workers == 1 or service.output.count("Worker ready") >= workers:
+            try:
+                with urllib.request.urlopen(service.url + "/healthz", timeout=1):  # noqa: S310
+                    break
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"service did not start:\n{service.stop()}")
+        time.sleep(0.1)
     return service
