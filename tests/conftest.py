@@ -352,7 +352,7 @@ def set_cookies(response: TestingResponse) -> dict[str, str]:
     return {header.split("=", 1)[0]: header for header in response.headers.get_list("set-cookie")}
 
 
-def token_for(name: str, *, ttl: int = 3600, now: int | None = None, generation: int = 0) -> str:
+def token_for(name: str, *, ttl: int = 86400, now: int | None = None, generation: int = 0) -> str:
     """A correctly signed token made without logging in (e.g. already expired)."""
     token, _ = issue_token(SECRET, name, generation, ttl, now=now)
     return token

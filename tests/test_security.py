@@ -74,7 +74,7 @@ def _claims(**overrides: object) -> dict[str, object]:
         "sub": "alice",
         "name": "alice",
         "iat": now,
-        "exp": now + 60,
+        "exp": now + 86400,
         "jti": "j",
         "gen": 0,
     }

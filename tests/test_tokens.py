@@ -26,7 +26,7 @@ def _claims(**overrides: object) -> dict[str, object]:
         "sub": "alice",
         "name": "alice",
         "iat": now,
-        "exp": now + 600,
+        "exp": now + 86400,
         "jti": "a-jti",
         "gen": 0,
         "csrf": "a-csrf",
@@ -61,7 +61,7 @@ BAD_TOKENS = {
     "four-segments": f"{GOOD}.{SIGNATURE}",
     "not-base64": "a.b.c",
     "oversized": jwt.encode(_claims(pad="p" * 5000), SECRET, algorithm="HS256"),
-    "future-nbf": jwt.encode(_claims(nbf=int(time.time()) + 600), SECRET, algorithm="HS256"),
+    "future-nbf": jwt.encode(_claims(nbf=int(time.time()) + 43200), SECRET, algorithm="HS256"),
     "missing-jti": jwt.encode({**_claims(), "jti": None}, SECRET, algorithm="HS256"),
     "missing-gen": jwt.encode(
         {k: v for k, v in _claims().items() if k != "gen"}, SECRET, algorithm="HS256"
