@@ -44,3 +44,9 @@ clean:
 ## fuzz: schemathesis against a freshly started service's OpenAPI document (2.5 minutes)
 fuzz: $(DEV)
 	$(BIN)/python scripts/fuzz.py --max-time 150
+
+## bench: wrk against the API and a bare Sanic endpoint; writes bench/RESULTS.md (about 5 minutes)
+bench: $(RUNTIME)
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+	@command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
+	$(BIN)/python bench/run_bench.py

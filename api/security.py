@@ -46,6 +46,7 @@ class TokenClaims:
     expires_at: int
     generation: int
     csrf: str | None = None
+    not_before: int | None = None
 
 
 def _prehash(password: str, salt: bytes) -> bytes:
@@ -144,6 +145,7 @@ def _claims(payload: dict[str, object]) -> TokenClaims:
         expires_at=_int_claim(payload, "exp"),
         generation=_int_claim(payload, "gen"),
         csrf=csrf if isinstance(csrf, str) and csrf else None,
+        not_before=_int_claim(payload, "nbf") if "nbf" in payload else None,
     )
 
 
@@ -152,3 +154,35 @@ def _int_claim(payload: dict[str, object], key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TokenInvalid(f"the token's {key} claim is not an integer")
     return value
+
+
+class TokenVerifier:
+    """verify_token with a bounded cache of verified tokens, keyed by the exact token string.
+
+    A token's signature and claims cannot change, so each is verified once; the time-bound claims
+    (`exp`, `nbf`) are checked again on every use, and revocation and log-out-everywhere are
+    checked by the store on every request as before. Only tokens that verified are cached.
+    """
+
+    def __init__(self, keys: Sequence[str], *, leeway: int, size: int = 10_000) -> None:
+        self._keys = tuple(keys)
+        self._leeway = leeway
+        self._size = size
+        self._verified: dict[str, TokenClaims] = {}
+
+    def verify(self, token: str) -> TokenClaims:
+        """The token's claims if it is valid now; raise TokenExpired or TokenInvalid."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = verify_token(token, self._keys, leeway=self._leeway)
+            if len(self._verified) >= self._size:
+                del self._verified[next(iter(self._verified))]  # the oldest entry
+            self._verified[token] = claims
+            return claims
+        now = time.time()
+        if now > claims.expires_at + self._leeway:
+            del self._verified[token]
+            raise TokenExpired("the token has expired")
+        if claims.not_before is not None and now < claims.not_before - self._leeway:
+            raise TokenInvalid("the token is not valid yet")
+        return claims

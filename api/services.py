@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sanic import Request
 
 from api.hashing import PasswordHasher
-from api.security import TokenClaims, verify_token
+from api.security import TokenClaims, TokenVerifier
 from api.settings import Settings
 from storage import keys
 from storage.connection import Client
@@ -34,6 +34,7 @@ class Services:
     messages: MessageStore
     throttle: Throttle
     hasher: PasswordHasher
+    tokens: TokenVerifier
 
     @classmethod
     def build(cls, settings: Settings, redis: Client) -> Services:
@@ -44,9 +45,10 @@ class Services:
             )
         # All workers together hash on at most as many threads as there are cores.
         threads = max(1, (os.cpu_count() or 1) // settings.workers)
+        keys = tuple(k for k in (settings.jwt_secret, settings.jwt_secret_previous) if k)
         return cls(
             settings=settings,
-            keys=tuple(k for k in (settings.jwt_secret, settings.jwt_secret_previous) if k),
+            keys=keys,
             redis=redis,
             users=UserStore(redis),
             sessions=SessionStore(redis),
@@ -57,6 +59,7 @@ class Services:
                 threads=threads,
                 queue_limit=threads * HASH_QUEUE_PER_THREAD,
             ),
+            tokens=TokenVerifier(keys, leeway=settings.jwt_leeway_seconds),
         )
 
     @property
@@ -66,7 +69,7 @@ class Services:
 
     def verify_token(self, token: str) -> TokenClaims:
         """Verify a token against the current and previous secrets; raise a TokenError."""
-        return verify_token(token, self.keys, leeway=self.settings.jwt_leeway_seconds)
+        return self.tokens.verify(token)
 
     def login_windows(self, name: str, address: str) -> tuple[Window, Window]:
         """The failed-login windows of an account and of a client address."""

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 
 from storage import keys, scripts
-from storage.connection import Client, translate_errors
+from storage.connection import Client, register_script, translate_errors
 from storage.models import Message, Session
 from storage.sessions import raise_for_status, session_keys
 
@@ -21,8 +21,8 @@ class MessageStore:
 
     def __init__(self, client: Client, *, history_limit: int) -> None:
         self._history_limit = history_limit
-        self._append = client.register_script(scripts.APPEND_MESSAGE)
-        self._last = client.register_script(scripts.LAST_MESSAGES)
+        self._append = register_script(client, scripts.APPEND_MESSAGE)
+        self._last = register_script(client, scripts.LAST_MESSAGES)
 
     @translate_errors
     async def append_message(self, session: Session, text: str) -> Message:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from storage import keys, scripts
-from storage.connection import Client, translate_errors
+from storage.connection import Client, register_script, translate_errors
 from storage.errors import SessionEnded, SessionRevoked, UnknownUser
 from storage.models import Session
 
@@ -34,8 +34,8 @@ class SessionStore:
 
     def __init__(self, client: Client) -> None:
         self._client = client
-        self._check = client.register_script(scripts.CHECK_SESSION)
-        self._end_all = client.register_script(scripts.END_SESSIONS)
+        self._check = register_script(client, scripts.CHECK_SESSION)
+        self._end_all = register_script(client, scripts.END_SESSIONS)
 
     @translate_errors
     async def check(self, session: Session) -> None:

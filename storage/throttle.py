@@ -12,7 +12,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
 
 from storage import scripts
-from storage.connection import Client, translate_errors
+from storage.connection import Client, register_script, translate_errors
 from storage.errors import RateLimited
 
 
@@ -49,7 +49,7 @@ class Throttle:
 
     def __init__(self, client: Client) -> None:
         self._client = client
-        self._hit = client.register_script(scripts.COUNT_HIT)
+        self._hit = register_script(client, scripts.COUNT_HIT)
 
     @translate_errors
     async def check(self, *windows: Window) -> None:

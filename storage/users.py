@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from storage import keys, scripts
-from storage.connection import Client, translate_errors
+from storage.connection import Client, register_script, translate_errors
 from storage.errors import NameTaken
 from storage.models import Credentials
 from storage.throttle import Window, queue_reads, raise_if_blocked
@@ -17,7 +17,7 @@ class UserStore:
 
     def __init__(self, client: Client) -> None:
         self._client = client
-        self._create = client.register_script(scripts.CREATE_USER)
+        self._create = register_script(client, scripts.CREATE_USER)
 
     @translate_errors
     async def create_user(self, name: str, password_hash: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 from api.security import (
     TokenExpired,
     TokenInvalid,
+    TokenVerifier,
     hash_password,
     issue_token,
     verify_password,
@@ -106,3 +107,41 @@ def _claims(**overrides: object) -> dict[str, object]:
 def test_invalid_tokens(token: str) -> None:
     with pytest.raises(TokenInvalid):
         verify_token(token, KEYS, leeway=0)
+
+
+def test_verifier_caches_a_verified_token_but_rechecks_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = TokenVerifier(KEYS, leeway=0)
+    now = int(time.time())
+    token, claims = issue_token(SECRET, "alice", 0, 60, now=now)
+    assert verifier.verify(token) == claims
+    calls: list[str] = []
+    monkeypatch.setattr("api.security.verify_token", lambda t, *a, **k: calls.append(t))
+    assert verifier.verify(token) == claims  # from the cache: not verified again
+    assert calls == []
+    monkeypatch.setattr("api.security.time.time", lambda: now + 61)
+    with pytest.raises(TokenExpired):
+        verifier.verify(token)
+
+
+def test_verifier_does_not_cache_failures_and_is_bounded() -> None:
+    verifier = TokenVerifier(KEYS, leeway=0, size=2)
+    for _ in range(2):
+        with pytest.raises(TokenInvalid):
+            verifier.verify("not.a.token")
+    tokens = [issue_token(SECRET, f"user{n}", 0, 60)[0] for n in range(3)]
+    for token in tokens:
+        verifier.verify(token)
+    assert len(verifier._verified) == 2
+    assert tokens[0] not in verifier._verified
+
+
+def test_verifier_honours_nbf_on_every_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = int(time.time())
+    token = _sign(_claims(nbf=now - 1))
+    verifier = TokenVerifier(KEYS, leeway=0)
+    verifier.verify(token)
+    monkeypatch.setattr("api.security.time.time", lambda: now - 100)
+    with pytest.raises(TokenInvalid):
+        verifier.verify(token)
