@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import itertools
 import secrets
 import time
 
@@ -10,8 +10,7 @@ from sanic import Request, Sanic
 from sanic.response import BaseHTTPResponse
 
 from api.errors import ApiError
-
-access_logger = logging.getLogger("api.access")
+from api.logs import AccessLog
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -34,29 +33,31 @@ def require_json(request: Request) -> None:
             )
 
 
-def register(app: Sanic, *, access_log: bool) -> None:  # type: ignore[type-arg]
-    """Install the middleware on `app`."""
+def register(app: Sanic, *, access_log: AccessLog | None) -> None:  # type: ignore[type-arg]
+    """Install the middleware on `app`; with an AccessLog, write a line per request to it."""
+
+    # Request ids: a random prefix per process and a counter, unique without a syscall each.
+    prefix = secrets.token_hex(4)
+    numbers = itertools.count()
 
     async def start(request: Request) -> None:
         request.ctx.started = time.perf_counter()
-        request.ctx.request_id = secrets.token_hex(8)
+        request.ctx.request_id = f"{prefix}{next(numbers) & 0xFFFFFFFF:08x}"
         require_json(request)
 
     async def finish(request: Request, response: BaseHTTPResponse) -> None:
-        request_id = getattr(request.ctx, "request_id", None) or secrets.token_hex(8)
+        request_id = getattr(request.ctx, "request_id", None)
+        if request_id is None:  # the request failed before its middleware ran (e.g. 413)
+            request_id = f"{prefix}{next(numbers) & 0xFFFFFFFF:08x}"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Request-ID"] = request_id
-        if access_log:
+        if access_log is not None:
             started = getattr(request.ctx, "started", None)
             duration = (time.perf_counter() - started) * 1000 if started else 0.0
             # The path only: never the query string, headers, cookies or body.
-            access_logger.info(
-                "%s %s %d %.1fms id=%s",
-                request.method,
-                request.path,
-                response.status,
-                duration,
-                request_id,
+            access_log.write(
+                f"{request.method} {request.path} {response.status} {duration:.1f}ms "
+                f"id={request_id}"
             )
 
     app.register_middleware(start, "request", priority=100)

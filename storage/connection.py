@@ -124,7 +124,7 @@ class AutoPipeline:
         for script, keys, args, _ in batch:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
         try:
-            replies = await pipe.execute(raise_on_error=False)
+            replies = await bounded(pipe.execute(raise_on_error=False))
         except Exception as exc:  # the round trip failed: so did every call in it
             for *_, future in batch:
                 if not future.done():
@@ -168,7 +168,11 @@ def register_script(client: Client, source: str) -> ScriptCall:
     """
     script = client.register_script(source)
     if isinstance(client, RedisCluster):
-        return script
+
+        def direct(*, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
+            return bounded(script(keys=keys, args=args))
+
+        return direct
     pipeline = _pipelines.get(client)
     if pipeline is None:
         pipeline = _pipelines[client] = AutoPipeline(client)
@@ -180,16 +184,25 @@ def register_script(client: Client, source: str) -> ScriptCall:
     return call
 
 
+async def bounded(call: Awaitable[R]) -> R:
+    """Await one round trip to Redis, giving up after CALL_TIMEOUT_SECONDS, retries included."""
+    async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
+        return await call
+
+
 def translate_errors(
     fn: Callable[P, Awaitable[R]],
 ) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Bound a storage call in time and turn connection-level failures into StorageUnavailable."""
+    """Turn connection-level failures of a storage call into StorageUnavailable.
+
+    Every round trip inside is bounded in time: script calls by their pipeline (or, on a
+    cluster, one by one), other commands with `bounded`.
+    """
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
-                return await fn(*args, **kwargs)
+            return await fn(*args, **kwargs)
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(type(exc).__name__) from exc
 
@@ -202,10 +215,10 @@ async def initialize(client: Client) -> None:
     if isinstance(client, RedisCluster):
         # Not reachable yet: the client initialises itself on its first command instead.
         with contextlib.suppress(*_UNAVAILABLE):
-            await client.initialize()
+            await bounded(client.initialize())
 
 
 @translate_errors
 async def ping(client: Client) -> bool:
     """Return True when Redis answers PING."""
-    return bool(await client.ping())
+    return bool(await bounded(client.ping()))

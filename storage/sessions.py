@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from storage import keys, scripts
-from storage.connection import Client, register_script, translate_errors
+from storage.connection import Client, bounded, register_script, translate_errors
 from storage.errors import SessionEnded, SessionRevoked, UnknownUser
 from storage.models import Session
 
@@ -46,7 +46,9 @@ class SessionStore:
     async def revoke(self, session: Session, ttl_seconds: int) -> None:
         """Mark the session's token revoked for `ttl_seconds` (its remaining life plus leeway)."""
         if ttl_seconds > 0:
-            await self._client.set(keys.revoked(session.name, session.jti), "1", ex=ttl_seconds)
+            await bounded(
+                self._client.set(keys.revoked(session.name, session.jti), "1", ex=ttl_seconds)
+            )
 
     @translate_errors
     async def end_all(self, session: Session) -> None:

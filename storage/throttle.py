@@ -12,7 +12,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
 
 from storage import scripts
-from storage.connection import Client, register_script, translate_errors
+from storage.connection import Client, bounded, register_script, translate_errors
 from storage.errors import RateLimited
 
 
@@ -56,7 +56,7 @@ class Throttle:
         """Raise RateLimited if any window is already full; count nothing."""
         pipe = self._client.pipeline(transaction=False)
         queue_reads(pipe, windows)
-        raise_if_blocked(windows, await pipe.execute())
+        raise_if_blocked(windows, await bounded(pipe.execute()))
 
     @translate_errors
     async def hit(self, window: Window) -> None:
@@ -75,4 +75,4 @@ class Throttle:
     @translate_errors
     async def clear(self, window: Window) -> None:
         """Forget the window's attempts."""
-        await self._client.delete(window.key)
+        await bounded(self._client.delete(window.key))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from storage import keys, scripts
-from storage.connection import Client, register_script, translate_errors
+from storage.connection import Client, bounded, register_script, translate_errors
 from storage.errors import NameTaken
 from storage.models import Credentials
 from storage.throttle import Window, queue_reads, raise_if_blocked
@@ -36,7 +36,7 @@ class UserStore:
         pipe = self._client.pipeline(transaction=False)
         pipe.hmget(keys.user(name), ["password_hash", "generation"])
         queue_reads(pipe, windows)
-        (password_hash, generation), *throttle_replies = await pipe.execute()
+        (password_hash, generation), *throttle_replies = await bounded(pipe.execute())
         raise_if_blocked(windows, throttle_replies)
         if password_hash is None:
             return None
