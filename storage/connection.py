@@ -9,6 +9,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
+import hiredis
 import redis.exceptions as rex
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
@@ -120,11 +121,8 @@ class AutoPipeline:
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[Queued]) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
         try:
-            replies = await bounded(pipe.execute(raise_on_error=False))
+            replies = await bounded(self._round_trip(batch))
         except Exception as exc:  # the round trip failed: so did every call in it
             for *_, future in batch:
                 if not future.done():
@@ -140,6 +138,31 @@ class AutoPipeline:
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+    async def _round_trip(self, batch: list[Queued]) -> list[Any]:
+        # What a redis-py pipeline does, without its per-command Python packing and its
+        # per-reply bookkeeping: hiredis packs the batch, and the replies are read in order.
+        payload = b"".join(
+            hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
+            for script, keys, args, _ in batch
+        )
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(payload, check_health=False)
+            replies: list[Any] = []
+            for _ in batch:
+                try:
+                    replies.append(await connection.read_response())
+                except rex.ResponseError as error:  # a reply, not a broken connection
+                    replies.append(error)
+        except BaseException:
+            # A half-read connection must not go back to the pool in use.
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+        return replies
 
     def _chain(self, future: asyncio.Future[Any], call: Awaitable[Any]) -> None:
         async def run() -> None:
