@@ -341,6 +341,22 @@ def api(make_api: Callable[[Settings], Api], settings: Settings) -> Api:
     return make_api(settings)
 
 
+def claims_of(**overrides: object) -> dict[str, object]:
+    """A full, valid set of token claims for alice, valid for a day; None drops a claim."""
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": "alice",
+        "name": "alice",
+        "iat": now,
+        "exp": now + 86400,
+        "jti": "a-jti",
+        "gen": 0,
+        "csrf": "a-csrf",
+    }
+    claims.update(overrides)
+    return {key: value for key, value in claims.items() if value is not None}
+
+
 def csrf_of(token: str) -> str:
     """The CSRF value a token carries (the same as its `csrf_token` cookie)."""
     value: str = jwt.decode(token, options={"verify_signature": False})["csrf"]

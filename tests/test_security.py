@@ -17,6 +17,7 @@ from api.security import (
     verify_password,
     verify_token,
 )
+from tests.conftest import claims_of
 
 SECRET = "unit-test-secret-0123456789-abcdefghij"
 KEYS = (SECRET,)
@@ -69,37 +70,23 @@ def _sign(payload: dict[str, object], secret: str = SECRET, algorithm: str = "HS
     return jwt.encode(payload, secret, algorithm=algorithm)
 
 
-def _claims(**overrides: object) -> dict[str, object]:
-    now = int(time.time())
-    claims: dict[str, object] = {
-        "sub": "alice",
-        "name": "alice",
-        "iat": now,
-        "exp": now + 86400,
-        "jti": "j",
-        "gen": 0,
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
 @pytest.mark.parametrize(
     "token",
     [
-        _sign(_claims(), secret="another secret of 32 bytes or more"),
-        _sign(_claims(), algorithm="HS512"),
-        _sign(_claims(sub=None)),
-        _sign(_claims(name=None)),
-        _sign(_claims(jti=None)),
-        _sign(_claims(gen=None)),
-        _sign(_claims(iat=None)),
-        _sign(_claims(exp=None)),
-        _sign(_claims(sub="bob")),
-        _sign(_claims(jti="")),
-        _sign(_claims(gen="0")),
-        _sign(_claims(name=5)),
-        jwt.encode(_claims(), None, algorithm="none"),
-        _sign(_claims())[:-3],
+        _sign(claims_of(), secret="another secret of 32 bytes or more"),
+        _sign(claims_of(), algorithm="HS512"),
+        _sign(claims_of(sub=None)),
+        _sign(claims_of(name=None)),
+        _sign(claims_of(jti=None)),
+        _sign(claims_of(gen=None)),
+        _sign(claims_of(iat=None)),
+        _sign(claims_of(exp=None)),
+        _sign(claims_of(sub="bob")),
+        _sign(claims_of(jti="")),
+        _sign(claims_of(gen="0")),
+        _sign(claims_of(name=5)),
+        jwt.encode(claims_of(), None, algorithm="none"),
+        _sign(claims_of())[:-3],
         "a.b",
         "",
     ],
@@ -139,7 +126,7 @@ def test_verifier_does_not_cache_failures_and_is_bounded() -> None:
 
 def test_verifier_honours_nbf_on_every_use(monkeypatch: pytest.MonkeyPatch) -> None:
     now = int(time.time())
-    token = _sign(_claims(nbf=now - 1))
+    token = _sign(claims_of(nbf=now - 1))
     verifier = TokenVerifier(KEYS, leeway=0)
     verifier.verify(token)
     monkeypatch.setattr("api.security.time.time", lambda: now - 100)

@@ -13,26 +13,11 @@ import jwt
 import pytest
 
 from api.settings import Settings
-from tests.conftest import PASSWORD, SECRET, Api, csrf_of, token_for
+from tests.conftest import PASSWORD, SECRET, Api, claims_of, csrf_of, token_for
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _claims(**overrides: object) -> dict[str, object]:
-    now = int(time.time())
-    claims: dict[str, object] = {
-        "sub": "alice",
-        "name": "alice",
-        "iat": now,
-        "exp": now + 86400,
-        "jti": "a-jti",
-        "gen": 0,
-        "csrf": "a-csrf",
-    }
-    claims.update(overrides)
-    return claims
 
 
 def _hand_signed(header: dict[str, object], payload: dict[str, object]) -> str:
@@ -42,29 +27,32 @@ def _hand_signed(header: dict[str, object], payload: dict[str, object]) -> str:
     return f"{signing_input}.{_b64(signature)}"
 
 
-GOOD = jwt.encode(_claims(), SECRET, algorithm="HS256")
+GOOD = jwt.encode(claims_of(), SECRET, algorithm="HS256")
 HEADER, PAYLOAD, SIGNATURE = GOOD.split(".")
 
 BAD_TOKENS = {
-    "hs384": jwt.encode(_claims(), SECRET, algorithm="HS384"),
-    "hs512": jwt.encode(_claims(), SECRET, algorithm="HS512"),
-    "none": jwt.encode(_claims(), None, algorithm="none"),
-    "none-with-signature": _hand_signed({"alg": "none", "typ": "JWT"}, _claims()),
-    "rs256-header": _hand_signed({"alg": "RS256", "typ": "JWT"}, _claims()),
-    "kid": jwt.encode(_claims(), SECRET, algorithm="HS256", headers={"kid": "1"}),
-    "jku": jwt.encode(_claims(), SECRET, algorithm="HS256", headers={"jku": "http://x/k"}),
-    "x5u": jwt.encode(_claims(), SECRET, algorithm="HS256", headers={"x5u": "http://x/c"}),
-    "wrong-key": jwt.encode(_claims(), "another-secret-0123456789-abcdefghijk", algorithm="HS256"),
-    "tampered": f"{HEADER}.{_b64(json.dumps(_claims(name='bob', sub='bob')).encode())}.{SIGNATURE}",
+    "hs384": jwt.encode(claims_of(), SECRET, algorithm="HS384"),
+    "hs512": jwt.encode(claims_of(), SECRET, algorithm="HS512"),
+    "none": jwt.encode(claims_of(), None, algorithm="none"),
+    "none-with-signature": _hand_signed({"alg": "none", "typ": "JWT"}, claims_of()),
+    "rs256-header": _hand_signed({"alg": "RS256", "typ": "JWT"}, claims_of()),
+    "kid": jwt.encode(claims_of(), SECRET, algorithm="HS256", headers={"kid": "1"}),
+    "jku": jwt.encode(claims_of(), SECRET, algorithm="HS256", headers={"jku": "http://x/k"}),
+    "x5u": jwt.encode(claims_of(), SECRET, algorithm="HS256", headers={"x5u": "http://x/c"}),
+    "wrong-key": jwt.encode(
+        claims_of(), "another-secret-0123456789-abcdefghijk", algorithm="HS256"
+    ),
+    "tampered": f"{HEADER}.{_b64(json.dumps(claims_of(name='bob', sub='bob')).encode())}."
+    f"{SIGNATURE}",
     "truncated-signature": f"{HEADER}.{PAYLOAD}.{SIGNATURE[:-4]}",
     "two-segments": f"{HEADER}.{PAYLOAD}",
     "four-segments": f"{GOOD}.{SIGNATURE}",
     "not-base64": "a.b.c",
-    "oversized": jwt.encode(_claims(pad="p" * 5000), SECRET, algorithm="HS256"),
-    "future-nbf": jwt.encode(_claims(nbf=int(time.time()) + 43200), SECRET, algorithm="HS256"),
-    "missing-jti": jwt.encode({**_claims(), "jti": None}, SECRET, algorithm="HS256"),
+    "oversized": jwt.encode(claims_of(pad="p" * 5000), SECRET, algorithm="HS256"),
+    "future-nbf": jwt.encode(claims_of(nbf=int(time.time()) + 43200), SECRET, algorithm="HS256"),
+    "missing-jti": jwt.encode({**claims_of(), "jti": None}, SECRET, algorithm="HS256"),
     "missing-gen": jwt.encode(
-        {k: v for k, v in _claims().items() if k != "gen"}, SECRET, algorithm="HS256"
+        {k: v for k, v in claims_of().items() if k != "gen"}, SECRET, algorithm="HS256"
     ),
 }
 TRANSPORTS: dict[str, Callable[[str], dict[str, object]]] = {
@@ -94,7 +82,7 @@ def test_a_well_formed_token_passes(api: Api) -> None:
 
 def test_nbf_in_the_past_is_fine(api: Api) -> None:
     api.signup("alice")
-    token = jwt.encode(_claims(nbf=int(time.time()) - 5), SECRET, algorithm="HS256")
+    token = jwt.encode(claims_of(nbf=int(time.time()) - 5), SECRET, algorithm="HS256")
     assert api.get("/me/", headers={"token": token}).status == 200
 
 
