@@ -16,10 +16,11 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """A user's stored password hash and current session generation."""
+    """A user's stored password hash, current session generation and recent failed logins."""
 
     password_hash: str
     generation: int
+    failed_logins: int = 0
 
 
 @dataclass(frozen=True, slots=True)

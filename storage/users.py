@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from storage import keys, scripts
@@ -29,10 +28,12 @@ class UserStore:
 
     @translate_errors
     async def login_credentials(
-        self, name: str, windows: Sequence[Window] = ()
+        self, name: str, account: Window, *others: Window
     ) -> Credentials | None:
-        """The user's password hash and session generation (None if no such user), in the same
-        round trip as checking the login throttle `windows`; raise RateLimited if one is full."""
+        """The user's password hash, session generation and recent failed logins (None if no
+        such user), in the same round trip as checking the account's throttle window and
+        `others`; raise RateLimited if one is full."""
+        windows = (account, *others)
         pipe = self._client.pipeline(transaction=False)
         pipe.hmget(keys.user(name), ["password_hash", "generation"])
         queue_reads(pipe, windows)
@@ -40,4 +41,8 @@ class UserStore:
         raise_if_blocked(windows, throttle_replies)
         if password_hash is None:
             return None
-        return Credentials(password_hash=str(password_hash), generation=int(generation or 0))
+        return Credentials(
+            password_hash=str(password_hash),
+            generation=int(generation or 0),
+            failed_logins=int(throttle_replies[0] or 0),  # the account window's count
+        )

@@ -44,12 +44,13 @@ async def login(request: Request) -> HTTPResponse:
     name, password = validation.name(data), validation.password(data)
     svc = services(request)
     account, address = svc.login_windows(name, client_address(request))
-    credentials = await svc.users.login_credentials(name, (account, address))
+    credentials = await svc.users.login_credentials(name, account, address)
     ok = await svc.hasher.verify(password, credentials.password_hash if credentials else None)
     if not ok or credentials is None:
         await svc.throttle.record(account, address)
         raise unauthorized("invalid_credentials", "wrong name or password")
-    await svc.throttle.clear(account)
+    if credentials.failed_logins:
+        await svc.throttle.clear(account)
     settings = svc.settings
     token, claims = issue_token(svc.secret, name, credentials.generation, settings.jwt_ttl_seconds)
     response = json({"token": token}, headers=NO_STORE)
