@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 
 import orjson
 
@@ -12,8 +12,25 @@ from storage.models import Message, Session
 from storage.sessions import raise_for_status, session_keys
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class _Clock:
+    """UTC now as ISO 8601 with milliseconds; the date and time part is formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second, self._prefix = (
+                second,
+                time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)),
+            )
+        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+
+
+_now_iso = _Clock().now
 
 
 class MessageStore:
