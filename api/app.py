@@ -17,8 +17,8 @@ from api.errors import JsonErrorHandler
 from api.logs import AccessLog, configure_logging
 from api.routes import auth, health, messages
 from api.services import Services
-from api.settings import MEMORY_URL, Settings
-from storage.connection import Client, create_redis, initialize
+from api.settings import Settings
+from storage.connection import MEMORY_URL, Client, create_redis, initialize
 
 logger = logging.getLogger("api")
 

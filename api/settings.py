@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-MEMORY_URL = "memory://"
+from storage.connection import MEMORY_URL
+
 MIN_SECRET_BYTES = 32
 
 CookieSecure = Literal["auto", "true", "false"]

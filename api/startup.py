@@ -7,7 +7,8 @@ import time
 
 import redis
 
-from api.settings import MEMORY_URL, Settings
+from api.settings import Settings
+from storage.connection import MEMORY_URL
 
 logger = logging.getLogger("api.startup")
 

@@ -52,13 +52,6 @@ class Throttle:
         self._hit = register_script(client, scripts.COUNT_HIT)
 
     @translate_errors
-    async def check(self, *windows: Window) -> None:
-        """Raise RateLimited if any window is already full; count nothing."""
-        pipe = self._client.pipeline(transaction=False)
-        queue_reads(pipe, windows)
-        raise_if_blocked(windows, await bounded(pipe.execute()))
-
-    @translate_errors
     async def hit(self, window: Window) -> None:
         """Count one attempt; raise RateLimited if it goes over the window's limit."""
         count, ttl = await self._hit(keys=[window.key], args=[window.seconds])

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from api.settings import MEMORY_URL, PLACEHOLDER_SECRET, Settings, SettingsError
+from api.settings import PLACEHOLDER_SECRET, Settings, SettingsError
 from api.startup import StartupError, prepare, wait_for_redis
+from storage.connection import MEMORY_URL
 from tests.conftest import ROOT, SECRET, RedisServer, free_port
 
 
