@@ -22,6 +22,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,6 +127,7 @@ def wrk(
     method: str = "POST",
     body: str = "",
     token: str = "",
+    timeout: str = "2s",
 ) -> Load:
     """Drive `url` with wrk and parse the RESULT line its script prints."""
     env = {**os.environ, "WRK_METHOD": method, "WRK_BODY": body, "WRK_TOKEN": token}
@@ -138,6 +140,8 @@ def wrk(
             str(connections),
             "-d",
             f"{seconds}s",
+            "--timeout",
+            timeout,
             "-s",
             str(script),
             url,
@@ -154,6 +158,13 @@ def wrk(
         p99_ms=result["p99"] / 1000,
         errors=result["errors"] + result["non2xx"],
     )
+
+
+# The API's scenarios: method, path and body of each request.
+MESSAGE = ("POST", "/message/", '{"text":"hello"}')
+LAST_10 = ("POST", "/message/", '{"text":"last 10"}')
+LAST_100 = ("POST", "/message/", '{"text":"last 100"}')
+LIST_10 = ("GET", "/messages/?limit=10", "")
 
 
 class Bench:
@@ -241,6 +252,13 @@ class Bench:
         with process([sys.executable, "bench/bare.py"], env, base + "/bare"):
             yield base
 
+    def load(self, base: str, scenario: tuple[str, str, str], token: str) -> Load:
+        """One wrk run of `scenario` against the API at `base`, authenticated by `token`."""
+        method, path, body = scenario
+        return wrk(
+            base + path, self.script, seconds=self.seconds, method=method, body=body, token=token
+        )
+
     def user(self, base: str, name: str) -> str:
         """Sign up and log in `name`; return a token."""
         call(base + "/signup/", {"name": name, "password": PASSWORD})
@@ -257,33 +275,8 @@ class Bench:
             self.flush()
             with self.api(redis_url, workers) as base:
                 token = self.user(base, "bencher")
-                samples["message"].append(
-                    wrk(
-                        base + "/message/",
-                        self.script,
-                        seconds=self.seconds,
-                        body='{"text":"hello"}',
-                        token=token,
-                    )
-                )
-                samples["last"].append(
-                    wrk(
-                        base + "/message/",
-                        self.script,
-                        seconds=self.seconds,
-                        body='{"text":"last 10"}',
-                        token=token,
-                    )
-                )
-                samples["list"].append(
-                    wrk(
-                        base + "/messages/?limit=10",
-                        self.script,
-                        seconds=self.seconds,
-                        method="GET",
-                        token=token,
-                    )
-                )
+                for name, scenario in (("message", MESSAGE), ("last", LAST_10), ("list", LIST_10)):
+                    samples[name].append(self.load(base, scenario, token))
         for name, loads in samples.items():
             errors = sum(load.errors for load in loads)
             self.checks.append((f"{name}, {workers} worker(s): no errors", errors == 0))
@@ -297,49 +290,20 @@ class Bench:
         with self.api(redis_url, 1) as base:
             token = self.user(base, "bencher")
             self.user(base, "flooder")
-            idle = wrk(
-                base + "/message/",
-                self.script,
-                seconds=self.seconds,
-                body='{"text":"hello"}',
-                token=token,
-            )
-            login_body = json.dumps({"name": "flooder", "password": PASSWORD})
-            flood = subprocess.Popen(
-                [
-                    "wrk",
-                    "-t",
-                    "1",
-                    "-c",
-                    "16",
-                    "-d",
-                    f"{self.seconds + 2}s",
-                    "--timeout",
-                    "30s",
-                    "-s",
-                    str(self.script),
+            idle = self.load(base, MESSAGE, token)
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                flood = pool.submit(
+                    wrk,
                     base + "/login/",
-                ],
-                env={**os.environ, "WRK_METHOD": "POST", "WRK_BODY": login_body, "WRK_TOKEN": ""},
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            time.sleep(1)
-            during = wrk(
-                base + "/message/",
-                self.script,
-                seconds=self.seconds,
-                body='{"text":"hello"}',
-                token=token,
-            )
-            out, _ = flood.communicate()
-            result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
-            logins = Load(
-                result["requests"] / (result["duration_us"] / 1e6),
-                result["p50"] / 1000,
-                result["p99"] / 1000,
-                result["errors"] + result["non2xx"],
-            )
+                    self.script,
+                    seconds=self.seconds + 2,
+                    connections=16,
+                    body=json.dumps({"name": "flooder", "password": PASSWORD}),
+                    timeout="30s",  # 16 logins at cost 12 queue for seconds on 2 cores
+                )
+                time.sleep(1)
+                during = self.load(base, MESSAGE, token)
+                logins = flood.result()
         return idle, during, logins
 
     def history_cost(self, redis_url: str) -> tuple[Load, Load]:
@@ -351,15 +315,7 @@ class Bench:
                 token = self.user(base, name)
                 for n in range(stored):
                     call(base + "/message/", {"text": f"message number {n}"}, token)
-                loads.append(
-                    wrk(
-                        base + "/message/",
-                        self.script,
-                        seconds=self.seconds,
-                        body='{"text":"last 100"}',
-                        token=token,
-                    )
-                )
+                loads.append(self.load(base, LAST_100, token))
         return loads[0], loads[1]
 
     def memory_per_user(self, redis_url: str) -> tuple[int, int, int]:
@@ -367,15 +323,13 @@ class Bench:
         self.flush()
         with self.api(redis_url, 1) as base:
             token = self.user(base, "memory")
-            script = self.workdir / "fill.lua"
-            script.write_text(WRK_SCRIPT)
             sizes = []
             for _ in range(2):
                 before = self._count()
                 while self._count() - before < 1000:
                     wrk(
                         base + "/message/",
-                        script,
+                        self.script,
                         seconds=1,
                         connections=8,
                         body='{"text":"a message of about forty characters...."}',
