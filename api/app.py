@@ -19,6 +19,7 @@ from api.routes import auth, health, messages
 from api.services import Services
 from api.settings import Settings
 from storage.connection import MEMORY_URL, Client, create_redis, initialize
+from storage.pipeline import close_pipeline
 
 logger = logging.getLogger("api")
 
@@ -93,6 +94,8 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
         services.hasher.close()
         if access_log is not None:
             access_log.flush()
+        # The pipelined connection belongs to this app's loop, even with an injected client.
+        await close_pipeline(services.redis)
         if app.ctx.owns_redis:
             await services.redis.aclose()
 

@@ -7,8 +7,9 @@ import time
 import orjson
 
 from storage import keys, scripts
-from storage.connection import Client, register_script, translate_errors
+from storage.connection import Client, translate_errors
 from storage.models import Message, Session
+from storage.pipeline import register_script
 from storage.sessions import raise_for_status, session_keys
 
 

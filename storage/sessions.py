@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from storage import keys, scripts
-from storage.connection import Client, bounded, register_script, translate_errors
+from storage.connection import Client, bounded, translate_errors
 from storage.errors import SessionEnded, SessionRevoked, UnknownUser
 from storage.models import Session
+from storage.pipeline import register_script
 
 _ERRORS = {
     scripts.SESSION_REVOKED: SessionRevoked,

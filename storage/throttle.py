@@ -12,8 +12,9 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
 
 from storage import scripts
-from storage.connection import Client, bounded, register_script, translate_errors
+from storage.connection import Client, bounded, translate_errors
 from storage.errors import RateLimited
+from storage.pipeline import register_script
 
 
 @dataclass(frozen=True, slots=True)

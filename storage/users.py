@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from storage import keys, scripts
-from storage.connection import Client, bounded, register_script, translate_errors
+from storage.connection import Client, bounded, translate_errors
 from storage.errors import NameTaken
 from storage.models import Credentials
+from storage.pipeline import register_script
 from storage.throttle import Window, queue_reads, raise_if_blocked
 
 

@@ -69,11 +69,14 @@ class RedisServer:
     port: int
     process: subprocess.Popen[bytes]
     workdir: Path
+    options: tuple[str, ...] = ()  # extra redis-server options, --requirepass included
+    password: str | None = None
 
     @property
     def url(self) -> str:
         """The URL of database 0 on this server."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
         """A synchronous client, for setting up and inspecting state."""
@@ -87,7 +90,7 @@ class RedisServer:
 
     def start(self) -> None:
         """(Re)start the server on the same port and wait until it answers."""
-        self.process = _spawn_redis(self.port, self.workdir)
+        self.process = _spawn_redis(self.port, self.workdir, *self.options)
         _wait_for_ping(self.url)
 
 
@@ -123,11 +126,13 @@ def _require_redis_binaries() -> None:
         pytest.skip(message)
 
 
-def start_redis_server(workdir: Path) -> RedisServer:
+def start_redis_server(workdir: Path, *options: str, password: str | None = None) -> RedisServer:
     """Start a redis-server on a free port; skip (or, in CI, fail) when there is no binary."""
     _require_redis_binaries()
     port = free_port()
-    server = RedisServer(port, _spawn_redis(port, workdir), workdir)
+    if password is not None:
+        options += ("--requirepass", password)
+    server = RedisServer(port, _spawn_redis(port, workdir, *options), workdir, options, password)
     _wait_for_ping(server.url)
     return server
 

@@ -1,0 +1,235 @@
+"""The auto-pipelined connection on a real redis-server: batching, order, errors, faults, setup."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.exceptions as rex
+from redis.asyncio import Redis
+
+from storage import pipeline
+from storage.connection import create_memory_redis, create_redis
+from storage.pipeline import Address, register_script
+from tests.conftest import RedisServer, start_redis_server
+
+pytestmark = pytest.mark.redis_server
+
+ECHO = "return {ARGV[1], redis.call('INCR', KEYS[1])}"
+FAILS_ON_BAD = """
+if ARGV[1] == 'bad' then return redis.error_reply('ERR bad input') end
+return ARGV[1]
+"""
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    running = start_redis_server(tmp_path)
+    yield running
+    if running.process.poll() is None:
+        running.process.send_signal(signal.SIGCONT)
+    running.stop()
+
+
+def _connections_received(inspect: redis.Redis) -> int:
+    stats: dict[str, Any] = inspect.info("stats")
+    return int(stats["total_connections_received"])
+
+
+def test_concurrent_calls_share_one_connection_and_get_their_own_replies(
+    server: RedisServer,
+) -> None:
+    async def scenario() -> tuple[list[Any], int]:
+        client = create_redis(server.url)
+        echo = register_script(client, ECHO)
+        replies = [await echo(keys=["n"], args=["first"])]  # connects, loads the script
+        inspect = server.client()
+        before = _connections_received(inspect)
+        replies += await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(200)))
+        replies += [await echo(keys=["n"], args=["last"])]
+        opened = _connections_received(inspect) - before
+        await pipeline.close_pipeline(client)
+        await client.aclose()
+        return replies, opened
+
+    replies, opened = asyncio.run(scenario())
+    # Each reply is its own call's, in the order Redis ran them.
+    assert replies == [["first", 1], *([f"m{i}", i + 2] for i in range(200)), ["last", 202]]
+    assert opened == 0  # all on the line opened by the first call
+
+
+def test_an_error_reply_fails_only_its_own_call(server: RedisServer) -> None:
+    async def scenario() -> list[Any]:
+        client = create_redis(server.url)
+        check = register_script(client, FAILS_ON_BAD)
+        return await asyncio.gather(
+            *(check(keys=[], args=[arg]) for arg in ("a", "bad", "c")), return_exceptions=True
+        )
+
+    first, bad, last = asyncio.run(scenario())
+    assert (first, last) == ("a", "c")
+    assert isinstance(bad, rex.ResponseError)
+    assert "bad input" in str(bad)
+
+
+def test_a_flushed_script_cache_is_reloaded(server: RedisServer) -> None:
+    async def scenario() -> list[Any]:
+        client = create_redis(server.url)
+        echo = register_script(client, ECHO)
+        replies = [await echo(keys=["n"], args=["before"])]
+        await client.script_flush()
+        replies += await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(3)))
+        return replies
+
+    assert asyncio.run(scenario()) == [["before", 1], ["m0", 2], ["m1", 3], ["m2", 4]]
+
+
+def test_a_caller_that_gives_up_does_not_shift_the_replies(server: RedisServer) -> None:
+    async def scenario() -> list[Any]:
+        client = create_redis(server.url)
+        echo = register_script(client, ECHO)
+        await echo(keys=["n"], args=["first"])  # connects, loads the script
+        abandoned = asyncio.ensure_future(echo(keys=["n"], args=["gone"]))
+        kept = asyncio.ensure_future(echo(keys=["n"], args=["kept"]))
+        await asyncio.sleep(0)  # both are written in the same batch
+        abandoned.cancel()
+        return [await kept, await echo(keys=["n"], args=["next"])]
+
+    # Redis ran the abandoned call (its INCR counts), but nobody got its reply.
+    assert asyncio.run(scenario()) == [["kept", 3], ["next", 4]]
+
+
+def test_a_lost_connection_fails_the_calls_in_flight_then_reconnects(
+    server: RedisServer,
+) -> None:
+    async def scenario() -> tuple[float, Any]:
+        client = create_redis(server.url)
+        echo = register_script(client, ECHO)
+        await echo(keys=["n"], args=["first"])
+        server.process.send_signal(signal.SIGSTOP)  # so that the next call waits for its reply
+        waiting = asyncio.ensure_future(echo(keys=["n"], args=["lost"]))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        server.process.kill()
+        server.process.wait()
+        with pytest.raises(rex.ConnectionError):
+            await waiting
+        elapsed = time.monotonic() - started
+        server.start()  # empty, and without the script: it is loaded again
+        return elapsed, await echo(keys=["n"], args=["again"])
+
+    elapsed, again = asyncio.run(scenario())
+    assert elapsed < 0.3  # the loss is noticed at once, not at the time bound
+    assert again == ["again", 1]
+
+
+def test_a_connection_closed_while_idle_is_reopened(server: RedisServer) -> None:
+    async def scenario() -> list[Any]:
+        client = create_redis(server.url)
+        echo = register_script(client, ECHO)
+        replies = [await echo(keys=["n"], args=["first"])]
+        inspect = server.client()
+        before = _connections_received(inspect)
+        assert inspect.client_kill_filter(_type="normal", skipme=True) >= 1
+        await asyncio.sleep(0.05)
+        replies += [await echo(keys=["n"], args=["second"])]
+        assert _connections_received(inspect) - before == 1  # a new line
+        return replies
+
+    assert asyncio.run(scenario()) == [["first", 1], ["second", 2]]
+
+
+def test_a_hanging_redis_fails_the_calls_in_time_and_recovers(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "CALL_TIMEOUT_SECONDS", 0.3)
+
+    async def scenario() -> tuple[list[BaseException], float, Any]:
+        client = create_redis(server.url)
+        echo = register_script(client, ECHO)
+        await echo(keys=["n"], args=["first"])
+        server.process.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            failures = await asyncio.gather(
+                *(echo(keys=["n"], args=[f"m{i}"]) for i in range(5)), return_exceptions=True
+            )
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        elapsed = time.monotonic() - started
+        return failures, elapsed, await echo(keys=["n"], args=["back"])
+
+    failures, elapsed, back = asyncio.run(scenario())
+    assert all(isinstance(f, TimeoutError) for f in failures), failures
+    assert 0.3 <= elapsed < 1.0
+    assert back[0] == "back"
+
+
+def test_no_redis_fails_fast_with_a_connection_error(server: RedisServer) -> None:
+    server.stop()
+
+    async def scenario() -> BaseException:
+        echo = register_script(create_redis(server.url), ECHO)
+        with pytest.raises(rex.ConnectionError) as failure:
+            await echo(keys=["n"], args=["x"])
+        return failure.value
+
+    started = time.monotonic()
+    error = asyncio.run(scenario())
+    assert time.monotonic() - started < 1.0
+    assert f"127.0.0.1:{server.port}" in str(error)
+
+
+def test_password_and_database_from_the_url(tmp_path: Path) -> None:
+    server = start_redis_server(tmp_path, password="s3cret-pass")
+    try:
+
+        async def scenario(url: str) -> Any:
+            echo = register_script(create_redis(url), ECHO)
+            return await echo(keys=["n"], args=["in db 3"])
+
+        assert asyncio.run(scenario(server.url.replace("/0", "/3"))) == ["in db 3", 1]
+        inspect = server.client()
+        assert inspect.get("n") is None
+        inspect.select(3)
+        assert inspect.get("n") == "1"
+        with pytest.raises(rex.AuthenticationError):
+            asyncio.run(scenario(server.url.replace("s3cret-pass", "wrong")))
+    finally:
+        server.stop()
+
+
+def test_unix_socket_url(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    server = start_redis_server(tmp_path, "--unixsocket", str(socket_path))
+    try:
+
+        async def scenario() -> Any:
+            echo = register_script(create_redis(f"unix://{socket_path}?db=2"), ECHO)
+            return await echo(keys=["n"], args=["over a socket"])
+
+        assert asyncio.run(scenario()) == ["over a socket", 1]
+    finally:
+        server.stop()
+
+
+def test_the_address_never_shows_the_password() -> None:
+    address = Address.of(Redis.from_url("redis://user:s3cret-pass@10.0.0.1:6380/4"))
+    assert (address.host, address.port, address.db) == ("10.0.0.1", 6380, 4)
+    assert address.handshake() == [("AUTH", "user", "s3cret-pass"), ("SELECT", 4)]
+    assert "s3cret" not in repr(address)
+
+
+def test_the_embedded_store_calls_scripts_directly() -> None:
+    async def scenario() -> Any:
+        client = create_memory_redis()
+        echo = register_script(client, ECHO)
+        return await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(3)))
+
+    assert asyncio.run(scenario()) == [["m0", 1], ["m1", 2], ["m2", 3]]
