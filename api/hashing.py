@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -11,21 +15,39 @@ from api.security import hash_password, verify_password
 
 T = TypeVar("T")
 
+# How much lower than the rest of the process the hashing threads run: under a flood of logins
+# the CPU goes to request handling first, so the logins slow down, not every other request.
+HASH_THREAD_NICENESS = 10
+
 
 class HasherBusy(Exception):
     """Too many hashes are already queued; the client should retry shortly."""
+
+
+def lower_thread_priority(by: int = HASH_THREAD_NICENESS) -> None:
+    """Make the calling thread `by` steps nicer (Linux schedules threads one by one; elsewhere,
+    where this would slow the whole process, nothing changes)."""
+    if sys.platform != "linux":
+        return
+    thread = threading.get_native_id()
+    with contextlib.suppress(OSError):  # never a reason not to hash
+        niceness = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, niceness + by))
 
 
 class PasswordHasher:
     """Runs bcrypt in `threads` worker threads (bcrypt releases the GIL), never on the event loop.
 
     At most `threads` hashes run at once; up to `queue_limit` more wait, and past that a request
-    fails fast with HasherBusy instead of queueing without bound.
+    fails fast with HasherBusy instead of queueing without bound. The threads run at a lower CPU
+    priority than the event loop.
     """
 
     def __init__(self, rounds: int, *, threads: int, queue_limit: int) -> None:
         self._rounds = rounds
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="bcrypt", initializer=lower_thread_priority
+        )
         self._capacity = threads + queue_limit
         self._in_flight = 0
         self._dummy_hash: str | None = None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
 
 import pytest
 
 from api.app import create_app
-from api.hashing import HasherBusy, PasswordHasher
+from api.hashing import HASH_THREAD_NICENESS, HasherBusy, PasswordHasher
 from api.settings import Settings
 from storage.connection import create_memory_redis
 from tests.conftest import Api
@@ -54,6 +57,23 @@ def test_hasher_runs_at_most_threads_plus_queue_and_refuses_the_rest() -> None:
     results = asyncio.run(scenario())
     assert sum(isinstance(r, str) for r in results) == 3
     assert sum(isinstance(r, HasherBusy) for r in results) == 2
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread priority is Linux's")
+def test_hashing_threads_run_at_a_lower_priority_than_the_event_loop() -> None:
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    async def scenario() -> int:
+        hasher = PasswordHasher(4, threads=1, queue_limit=0)
+        try:
+            return await hasher._run(niceness)
+        finally:
+            hasher.close()
+
+    loop_niceness = niceness()
+    assert asyncio.run(scenario()) == min(19, loop_niceness + HASH_THREAD_NICENESS)
+    assert niceness() == loop_niceness  # the rest of the process is untouched
 
 
 def test_busy_hasher_is_a_fast_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
