@@ -65,4 +65,6 @@ class MessageStore:
                 args=[session.generation, count],
             )
         )
-        return [Message(**orjson.loads(element)) for element in reply[1]]
+        # One parse for the whole list: the elements are JSON objects, so joined they are an array.
+        history = orjson.loads(f"[{','.join(reply[1])}]")
+        return [Message(element["text"], element["sent_at"]) for element in history]
