@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from sanic import HTTPResponse, Request
 from sanic.exceptions import SanicException
 from sanic.handlers import ErrorHandler
-from sanic.response import json
 
 from api.hashing import HasherBusy
+from api.responses import json
 from api.security import TokenError
 from storage.errors import (
     NameTaken,

@@ -8,9 +8,11 @@ import sys
 import threading
 
 import pytest
+from sanic.response import JSONResponse
 
 from api.app import create_app
 from api.hashing import HASH_THREAD_NICENESS, HasherBusy, PasswordHasher
+from api.responses import json
 from api.settings import Settings
 from storage.connection import create_memory_redis
 from tests.conftest import Api
@@ -111,3 +113,20 @@ def test_server_limits_and_proxy_trust_come_from_the_settings(settings: Settings
     assert app.config.GRACEFUL_SHUTDOWN_TIMEOUT == 6.5
     assert app.config.PROXIES_COUNT == 2
     assert app.config.FORWARDED_SECRET == "proxy-secret-0123456789-abcdefghijklmnop"
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        ("nosniff", b"nosniff"),
+        ("split\r\nSet-Cookie: stolen=1", b"splitSet-Cookie: stolen=1"),
+        ("line\nfeed", b"linefeed"),
+        ("nul\x00byte", b"nulbyte"),
+        ("tab\tkept", b"tab\tkept"),
+        ("caf\u00e9", "caf\u00e9".encode()),
+    ],
+)
+def test_header_values_lose_cr_lf_and_nul_as_with_sanic(value: str, sent: bytes) -> None:
+    ours = dict(json({}, headers={"X-Test": value}).processed_headers)[b"X-Test"]
+    sanics = dict(JSONResponse({}, headers={"X-Test": value}).processed_headers)[b"X-Test"]
+    assert ours == sanics == sent

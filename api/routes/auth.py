@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from sanic import Blueprint, HTTPResponse, Request
-from sanic.response import json
 
 from api import docs, validation
 from api.errors import ApiError, unauthorized
@@ -17,6 +16,7 @@ from api.guard import (
     header_token,
     session_of,
 )
+from api.responses import json
 from api.security import TokenError, issue_token
 from api.services import client_address, services
 from api.settings import Settings

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from sanic import Blueprint, HTTPResponse, Request
-from sanic.response import json
 
 from api import docs
+from api.responses import json
 from api.services import services
 from api.settings import Settings
 from storage.connection import ping

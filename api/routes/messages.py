@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from sanic import Blueprint, HTTPResponse, Request
-from sanic.response import json
 
 from api import docs, validation
 from api.errors import ApiError
 from api.guard import authenticated
+from api.responses import json
 from api.services import services
 from api.settings import Settings
 
