@@ -227,16 +227,20 @@ class AutoPipeline:
         self._client = client
         self._address = Address.of(client)
         self._queue: list[Call] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the queued calls
         self._line: Line | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def call(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
         """Queue one EVALSHA for the batch written at the end of this loop iteration."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if not self._queue:
+        if self._queue:
+            loop = cast(asyncio.AbstractEventLoop, self._loop)
+        else:
+            # Once per batch: CPython 3.11 makes a getpid() syscall in every get_running_loop().
+            loop = self._loop = asyncio.get_running_loop()
             loop.call_soon(self._flush)
+        future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((script, keys, args, future))
         return future
 
@@ -248,7 +252,7 @@ class AutoPipeline:
 
     def _flush(self) -> None:
         line = self._line
-        if line is None or line.closed or line.loop is not asyncio.get_running_loop():
+        if line is None or line.closed or line.loop is not self._loop:
             if self._connecting is None:  # else the connection being opened sends the queue
                 self._connecting = self._spawn(self._connect())
             return
