@@ -15,24 +15,24 @@ from api.security import hash_password, verify_password
 
 T = TypeVar("T")
 
-# How much lower than the rest of the process the hashing threads run: under a flood of logins
-# the CPU goes to request handling first, so the logins slow down, not every other request.
-HASH_THREAD_NICENESS = 10
+# The hashing threads run as nice as a thread can be: under a flood of logins the CPU goes to
+# request handling first, so the logins slow down, not every other request.
+HASH_THREAD_NICENESS = 19
 
 
 class HasherBusy(Exception):
     """Too many hashes are already queued; the client should retry shortly."""
 
 
-def lower_thread_priority(by: int = HASH_THREAD_NICENESS) -> None:
-    """Make the calling thread `by` steps nicer (Linux schedules threads one by one; elsewhere,
+def lower_thread_priority(niceness: int = HASH_THREAD_NICENESS) -> None:
+    """Make the calling thread at least this nice (Linux schedules threads one by one; elsewhere,
     where this would slow the whole process, nothing changes)."""
     if sys.platform != "linux":
         return
     thread = threading.get_native_id()
     with contextlib.suppress(OSError):  # never a reason not to hash
-        niceness = os.getpriority(os.PRIO_PROCESS, thread)
-        os.setpriority(os.PRIO_PROCESS, thread, min(19, niceness + by))
+        if os.getpriority(os.PRIO_PROCESS, thread) < niceness:
+            os.setpriority(os.PRIO_PROCESS, thread, niceness)
 
 
 class PasswordHasher:
