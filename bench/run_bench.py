@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import secrets
 import shutil
 import signal
@@ -24,7 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -52,6 +53,17 @@ end
 
 
 @dataclass(frozen=True)
+class Cpu:
+    """Where the CPU went during one wrk run: microseconds per request, and how busy the cores
+    were (all of them together, 1.0 = every core all the time)."""
+
+    server_us: float
+    redis_us: float
+    wrk_us: float
+    busy: float
+
+
+@dataclass(frozen=True)
 class Load:
     """One wrk measurement."""
 
@@ -59,6 +71,69 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    cpu: Cpu | None = None
+
+
+def median(loads: list[Load]) -> Load:
+    """Each figure's median over several runs (errors and requests: their sums)."""
+    cpus = [load.cpu for load in loads if load.cpu is not None]
+    return Load(
+        rps=statistics.median(load.rps for load in loads),
+        p50_ms=statistics.median(load.p50_ms for load in loads),
+        p99_ms=statistics.median(load.p99_ms for load in loads),
+        errors=sum(load.errors for load in loads),
+        requests=sum(load.requests for load in loads),
+        cpu=Cpu(
+            server_us=statistics.median(cpu.server_us for cpu in cpus),
+            redis_us=statistics.median(cpu.redis_us for cpu in cpus),
+            wrk_us=statistics.median(cpu.wrk_us for cpu in cpus),
+            busy=statistics.median(cpu.busy for cpu in cpus),
+        )
+        if cpus
+        else None,
+    )
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server started for the bench: its base URL, and its pid (which leads its session)."""
+
+    base: str
+    pid: int
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(stat: str) -> tuple[int, float]:
+    # /proc/<pid>/stat after the command name: state ppid pgrp session ... utime (12th) stime.
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[3]), (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def session_cpu(session: int) -> float:
+    """CPU seconds used so far by the live processes of a session (a server and its workers)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            sid, seconds = _cpu_of(stat.read_text())
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            continue
+        if sid == session:
+            total += seconds
+    return total
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds used so far by one process."""
+    return _cpu_of(Path(f"/proc/{pid}/stat").read_text())[1]
+
+
+def children_cpu() -> float:
+    """CPU seconds used by this process's finished children (wrk, once it has returned)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def free_port() -> int:
@@ -94,8 +169,8 @@ def call(url: str, body: dict[str, str], token: str | None = None) -> dict[str, 
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
-    """Run a server process until the block ends."""
+def process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[int]:
+    """Run a server process (in a session of its own) until the block ends; yield its pid."""
     proc = subprocess.Popen(
         args,
         cwd=ROOT,
@@ -107,7 +182,7 @@ def process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[No
     try:
         wait_http(ready_url)
         time.sleep(1.0)  # let every worker finish starting
-        yield
+        yield proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -157,10 +232,12 @@ def wrk(
         p50_ms=result["p50"] / 1000,
         p99_ms=result["p99"] / 1000,
         errors=result["errors"] + result["non2xx"],
+        requests=result["requests"],
     )
 
 
-# The API's scenarios: method, path and body of each request.
+# The scenarios: method, path and body of each request.
+BARE = ("POST", "/bare", '{"text":"hello"}')
 MESSAGE = ("POST", "/message/", '{"text":"hello"}')
 LAST_10 = ("POST", "/message/", '{"text":"last 10"}')
 LAST_100 = ("POST", "/message/", '{"text":"last 100"}')
@@ -175,6 +252,7 @@ class Bench:
         self.script = workdir / "bench.lua"
         self.script.write_text(WRK_SCRIPT)
         self.redis_port = free_port()
+        self.redis_pid = 0
         self.rows: list[tuple[str, str]] = []
         self.checks: list[tuple[str, bool]] = []
 
@@ -200,6 +278,7 @@ class Bench:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        self.redis_pid = proc.pid
         try:
             url = f"redis://127.0.0.1:{self.redis_port}/0"
             for _ in range(100):
@@ -225,7 +304,7 @@ class Bench:
         )
 
     @contextmanager
-    def api(self, redis_url: str, workers: int, **extra: str) -> Iterator[str]:
+    def api(self, redis_url: str, workers: int, **extra: str) -> Iterator[Server]:
         """The service, started as `make run` starts it."""
         port = free_port()
         env = {
@@ -240,17 +319,17 @@ class Bench:
             **extra,
         }
         base = f"http://127.0.0.1:{port}"
-        with process([sys.executable, "run.py"], env, base + "/healthz"):
-            yield base
+        with process([sys.executable, "run.py"], env, base + "/healthz") as pid:
+            yield Server(base, pid)
 
     @contextmanager
-    def bare(self, workers: int) -> Iterator[str]:
+    def bare(self, workers: int) -> Iterator[Server]:
         """The bare Sanic endpoint with the same workers."""
         port = free_port()
         env = {**os.environ, "PORT": str(port), "WORKERS": str(workers)}
         base = f"http://127.0.0.1:{port}"
-        with process([sys.executable, "bench/bare.py"], env, base + "/bare"):
-            yield base
+        with process([sys.executable, "bench/bare.py"], env, base + "/bare") as pid:
+            yield Server(base, pid)
 
     def load(self, base: str, scenario: tuple[str, str, str], token: str) -> Load:
         """One wrk run of `scenario` against the API at `base`, authenticated by `token`."""
@@ -259,35 +338,44 @@ class Bench:
             base + path, self.script, seconds=self.seconds, method=method, body=body, token=token
         )
 
+    def measured(self, server: Server, scenario: tuple[str, str, str], token: str) -> Load:
+        """`load`, with the CPU the server, Redis and wrk used meanwhile."""
+        before = session_cpu(server.pid), process_cpu(self.redis_pid), children_cpu()
+        started = time.monotonic()
+        load = self.load(server.base, scenario, token)
+        elapsed = time.monotonic() - started
+        after = session_cpu(server.pid), process_cpu(self.redis_pid), children_cpu()
+        used = [b - a for a, b in zip(before, after, strict=True)]
+        server_us, redis_us, wrk_us = (seconds / max(load.requests, 1) * 1e6 for seconds in used)
+        busy = sum(used) / elapsed / (os.cpu_count() or 1)
+        return replace(load, cpu=Cpu(server_us, redis_us, wrk_us, busy))
+
     def user(self, base: str, name: str) -> str:
         """Sign up and log in `name`; return a token."""
         call(base + "/signup/", {"name": name, "password": PASSWORD})
         return call(base + "/login/", {"name": name, "password": PASSWORD})["token"]
 
-    def throughput(self, redis_url: str, workers: int) -> dict[str, float]:
-        """Scenarios 1-3 and the bare ceiling: medians of alternating runs, in requests/s."""
+    def throughput(self, redis_url: str, workers: int) -> dict[str, Load]:
+        """Scenarios 1-3 and the bare ceiling: the medians of alternating runs."""
         samples: dict[str, list[Load]] = {"bare": [], "message": [], "last": [], "list": []}
         for _ in range(self.runs):
-            with self.bare(workers) as base:
-                samples["bare"].append(
-                    wrk(base + "/bare", self.script, seconds=self.seconds, body='{"text":"hello"}')
-                )
+            with self.bare(workers) as server:
+                samples["bare"].append(self.measured(server, BARE, ""))
             self.flush()
-            with self.api(redis_url, workers) as base:
-                token = self.user(base, "bencher")
+            with self.api(redis_url, workers) as server:
+                token = self.user(server.base, "bencher")
                 for name, scenario in (("message", MESSAGE), ("last", LAST_10), ("list", LIST_10)):
-                    samples[name].append(self.load(base, scenario, token))
+                    samples[name].append(self.measured(server, scenario, token))
         for name, loads in samples.items():
             errors = sum(load.errors for load in loads)
             self.checks.append((f"{name}, {workers} worker(s): no errors", errors == 0))
-        return {
-            name: statistics.median(load.rps for load in loads) for name, loads in samples.items()
-        }
+        return {name: median(loads) for name, loads in samples.items()}
 
     def login_flood(self, redis_url: str) -> tuple[Load, Load, Load]:
         """Scenario 4: /message/ latency idle, then during 16 clients logging in at cost 12."""
         self.flush()
-        with self.api(redis_url, 1) as base:
+        with self.api(redis_url, 1) as server:
+            base = server.base
             token = self.user(base, "bencher")
             self.user(base, "flooder")
             idle = self.load(base, MESSAGE, token)
@@ -310,7 +398,8 @@ class Bench:
         """Scenario 5: `last 100` with 100 and with MESSAGE_HISTORY_LIMIT (1000) stored."""
         self.flush()
         loads = []
-        with self.api(redis_url, 1) as base:
+        with self.api(redis_url, 1) as server:
+            base = server.base
             for name, stored in (("short", 100), ("long", 1000)):
                 token = self.user(base, name)
                 for n in range(stored):
@@ -321,7 +410,8 @@ class Bench:
     def memory_per_user(self, redis_url: str) -> tuple[int, int, int]:
         """Scenario 6: Redis bytes for one user after 1x and 2x MESSAGE_HISTORY_LIMIT messages."""
         self.flush()
-        with self.api(redis_url, 1) as base:
+        with self.api(redis_url, 1) as server:
+            base = server.base
             token = self.user(base, "memory")
             sizes = []
             for _ in range(2):
@@ -378,10 +468,12 @@ def main() -> int:
             short, long = bench.history_cost(redis_url)
             mem_1x, mem_2x, length = bench.memory_per_user(redis_url)
 
+    rps1 = {name: load.rps for name, load in one.items()}
+    rps2 = {name: load.rps for name, load in two.items()}
     lines = [
         "| scenario | 1 worker | ratio to bare | 2 workers | ratio to bare |",
         "|---|---|---|---|---|",
-        f"| bare Sanic endpoint (ceiling) | {one['bare']:.0f} rps | 1.00 | {two['bare']:.0f} rps "
+        f"| bare Sanic endpoint (ceiling) | {rps1['bare']:.0f} rps | 1.00 | {rps2['bare']:.0f} rps "
         "| 1.00 |",
     ]
     labels = {
@@ -391,10 +483,27 @@ def main() -> int:
     }
     for key, label in labels.items():
         lines.append(
-            f"| {label} | {one[key]:.0f} rps | {one[key] / one['bare']:.2f} | {two[key]:.0f} rps "
-            f"| {two[key] / two['bare']:.2f} |"
+            f"| {label} | {rps1[key]:.0f} rps | {rps1[key] / rps1['bare']:.2f} | "
+            f"{rps2[key]:.0f} rps | {rps2[key] / rps2['bare']:.2f} |"
         )
-    scaling = {key: two[key] / one[key] for key in labels}
+    lines += [
+        "",
+        "Where the CPU went in those runs, in microseconds per request (medians), and how busy the "
+        f"{os.cpu_count()} cores were altogether; wrk and Redis share the cores with the server:",
+        "",
+        "| scenario | 1 worker: server / Redis / wrk | cores busy "
+        "| 2 workers: server / Redis / wrk | cores busy |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in {"bare": "bare Sanic endpoint", **labels}.items():
+        row = [label]
+        for load in (one[key], two[key]):
+            cpu = load.cpu
+            assert cpu is not None
+            row.append(f"{cpu.server_us:.0f} / {cpu.redis_us:.0f} / {cpu.wrk_us:.0f} us")
+            row.append(f"{cpu.busy:.0%}")
+        lines.append("| " + " | ".join(row) + " |")
+    scaling = {key: rps2[key] / rps1[key] for key in labels}
     flood_ratio = during.p99_ms / idle.p99_ms
     history_ratio = short.p50_ms and long.p50_ms / short.p50_ms
     lines += [
@@ -418,13 +527,13 @@ def main() -> int:
     targets = [
         (
             "1. message >= 0.50x bare (1 worker)",
-            f"{one['message'] / one['bare']:.2f}x",
-            one["message"] / one["bare"] >= 0.5,
+            f"{rps1['message'] / rps1['bare']:.2f}x",
+            rps1["message"] / rps1["bare"] >= 0.5,
         ),
         (
             "2. `last 10` >= 0.50x bare (1 worker)",
-            f"{one['last'] / one['bare']:.2f}x",
-            one["last"] / one["bare"] >= 0.5,
+            f"{rps1['last'] / rps1['bare']:.2f}x",
+            rps1["last"] / rps1["bare"] >= 0.5,
         ),
         (
             "4. p99 during the login flood <= 3x idle, no errors",
