@@ -144,8 +144,8 @@ class Line(asyncio.Protocol):
         try:
             while (reply := self._reader.gets()) is not False:
                 self._deliver(self._pending.popleft(), reply)
-        except hiredis.ProtocolError as exc:
-            self._abort(rex.ConnectionError(f"unreadable reply from Redis: {exc}"))
+        except (hiredis.ProtocolError, IndexError) as exc:  # garbage, or a reply nobody asked for
+            self._abort(rex.ConnectionError(f"unexpected data from Redis: {exc!r}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(rex.ConnectionError("the connection to Redis was lost"))
@@ -191,7 +191,8 @@ class Line(asyncio.Protocol):
 
 
 async def open_line(address: Address, on_noscript: Callable[[Call], None]) -> Line:
-    """Connect to Redis at `address` and run the handshake; raise a redis ConnectionError."""
+    """Connect to Redis at `address` and run the handshake; raise a redis ConnectionError (or,
+    when the handshake gets no answer in time, a TimeoutError)."""
     loop = asyncio.get_running_loop()
 
     def factory() -> Line:
@@ -214,6 +215,9 @@ async def open_line(address: Address, on_noscript: Callable[[Call], None]) -> Li
     if handshake:
         try:
             await line.execute(*handshake)
+        except rex.ResponseError as exc:  # e.g. no such database: the set-up, not a request, failed
+            line.close()
+            raise rex.ConnectionError(f"Redis at {address} refused the set-up: {exc}") from exc
         except BaseException:
             line.close()
             raise

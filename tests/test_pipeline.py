@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from storage import pipeline
 from storage.connection import create_memory_redis, create_redis
-from storage.pipeline import Address, register_script
+from storage.pipeline import Address, Line, register_script
 from tests.conftest import RedisServer, start_redis_server
 
 pytestmark = pytest.mark.redis_server
@@ -205,6 +205,8 @@ def test_password_and_database_from_the_url(tmp_path: Path) -> None:
         assert inspect.get("n") == "1"
         with pytest.raises(rex.AuthenticationError):
             asyncio.run(scenario(server.url.replace("s3cret-pass", "wrong")))
+        with pytest.raises(rex.ConnectionError, match="refused the set-up"):
+            asyncio.run(scenario(server.url.replace("/0", "/99")))  # no such database
     finally:
         server.stop()
 
@@ -237,3 +239,42 @@ def test_the_embedded_store_calls_scripts_directly() -> None:
         return await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(3)))
 
     assert asyncio.run(scenario()) == [["m0", 1], ["m1", 2], ["m2", 3]]
+
+
+class _Transport:
+    """Just enough of a transport to watch what a Line does with it."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def close(self) -> None:
+        self.aborted = True
+
+
+@pytest.mark.parametrize(
+    ("data", "pending"),
+    [(b"?not RESP\r\n", 1), (b"+OK\r\n", 0)],
+    ids=["garbage", "a reply nobody asked for"],
+)
+def test_unexpected_data_drops_the_connection(data: bytes, pending: int) -> None:
+    async def scenario() -> tuple[Line, _Transport, list[BaseException]]:
+        line = Line(asyncio.get_running_loop(), lambda call: None)
+        transport = _Transport()
+        line.bind(transport)  # type: ignore[arg-type]
+        futures = [asyncio.get_running_loop().create_future() for _ in range(pending)]
+        line.send([(None, (), ("PING",), future) for future in futures])
+        line.data_received(data)
+        return line, transport, [future.exception() for future in futures]  # type: ignore[misc]
+
+    line, transport, errors = asyncio.run(scenario())
+    assert line.closed
+    assert transport.aborted
+    assert all(isinstance(error, rex.ConnectionError) for error in errors)
+    assert len(errors) == pending
