@@ -13,7 +13,12 @@ from sanic_ext import openapi
 from sanic_ext.extensions.openapi.builders import OperationStore
 from sanic_ext.extensions.openapi.types import Integer
 
-from api.validation import NAME_MAX_CHARS, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS
+from api.validation import (
+    NAME_MAX_CHARS,
+    NAME_PATTERN,
+    PASSWORD_MAX_CHARS,
+    PASSWORD_MIN_CHARS,
+)
 
 Schema = dict[str, Any]
 Handler = Callable[..., Coroutine[Any, Any, HTTPResponse]]
@@ -22,8 +27,9 @@ NAME: Schema = {
     "type": "string",
     "minLength": 1,
     "maxLength": NAME_MAX_CHARS,
-    "pattern": r"^[\w.-]+$",
-    "description": "Unicode letters, digits, `_`, `.` or `-`.",
+    "pattern": NAME_PATTERN,
+    "description": "Letters and digits (with their combining marks) of Unicode's Basic "
+    "Multilingual Plane, `_`, `.` or `-`; stored NFC-normalised.",
     "example": "alice",
 }
 PASSWORD: Schema = {

@@ -14,8 +14,35 @@ from api.errors import ApiError, ValidationError
 NAME_MAX_CHARS = 64
 PASSWORD_MIN_CHARS = 8
 PASSWORD_MAX_CHARS = 1024
-# Unicode letters and digits, "_", "." and "-": never "{", "}", ":" or "*", which keys rely on.
-_NAME = re.compile(rf"[\w.-]{{1,{NAME_MAX_CHARS}}}")
+
+
+def _name_characters() -> str:
+    """The characters of a name, as the body of a regex character class: the letters, digits and
+    combining marks (a decomposed letter's accent) of Unicode's Basic Multilingual Plane, "_", "."
+    and "-"; never "{", "}", ":" or "*", which keys rely on. Written as ranges of the characters
+    themselves, so that Python and ECMA-262 (the dialect of OpenAPI's `pattern`) read it alike:
+    their `\\w` differ (ECMA-262's is ASCII only)."""
+
+    def allowed(char: str) -> bool:
+        return char.isalnum() or char in "_." or unicodedata.category(char) in ("Mn", "Mc", "Me")
+
+    ranges: list[str] = []
+    start: int | None = None
+    for point in range(0x10001):
+        inside = point < 0x10000 and allowed(chr(point))
+        if inside and start is None:
+            start = point
+        elif not inside and start is not None:
+            first, last = chr(start), chr(point - 1)
+            ranges.append(first if first == last else f"{first}-{last}")
+            start = None
+    return "".join(ranges) + "\\-"  # "-" last and escaped: a literal, not a range
+
+
+_NAME_CHARACTERS = _name_characters()
+# The rule the OpenAPI document states, and the one the server checks, on the name as sent.
+NAME_PATTERN = f"^[{_NAME_CHARACTERS}]+$"
+_NAME = re.compile(f"[{_NAME_CHARACTERS}]+")
 # "last N" asks for the N newest messages; N is ASCII decimal, whitespace around is allowed.
 _LAST_N = re.compile(r"\s*last\s+([0-9]+)\s*")
 # More digits than this cannot be a real count; clamp instead of parsing a huge number.
@@ -43,9 +70,11 @@ def _string(data: dict[str, Any], field: str) -> str:
 
 
 def name(data: dict[str, Any], field: str = "name") -> str:
-    """The user name: 1-64 Unicode letters, digits, "_", "." or "-", NFC-normalised."""
-    value = unicodedata.normalize("NFC", _string(data, field))
-    if not _NAME.fullmatch(value):
+    """The user name: 1-64 Unicode letters, digits, "_", "." or "-" as sent, NFC-normalised."""
+    sent = _string(data, field)
+    value = unicodedata.normalize("NFC", sent)
+    # The documented rule applies to the name as sent; the stored form must keep to it too.
+    if not (len(sent) <= NAME_MAX_CHARS and _NAME.fullmatch(sent) and _NAME.fullmatch(value)):
         raise ValidationError(
             field, f"must be 1-{NAME_MAX_CHARS} letters, digits, underscores, dots or hyphens"
         )

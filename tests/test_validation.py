@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 import pytest
 
+from api.validation import NAME_PATTERN
 from tests.conftest import PASSWORD, Api
 
 JSON = {"Content-Type": "application/json"}
@@ -52,6 +54,31 @@ def test_bad_credentials_bodies(api: Api, path: str, body: Any, expected: dict[s
 def test_good_names(api: Api, name: str) -> None:
     assert api.signup(name).json == {"name": name}
     assert api.login(name)
+
+
+@pytest.mark.parametrize(
+    ("sent", "accepted"),
+    [
+        ("alice", True),
+        ("\u00eeZo\u00e9", True),  # precomposed
+        ("Zoe\u0301", True),  # decomposed: stored as "Zo\u00e9"
+        ("\u674e\u5c0f\u9f8d", True),
+        ("a.b-c_d", True),
+        ("al ice", False),
+        ("{alice}", False),
+        ("al:ice", False),
+        ("al*", False),
+        ("alice\n", False),
+        ("\U0001d400", False),  # a letter outside the Basic Multilingual Plane
+        ("\u20ac", False),  # a symbol
+    ],
+)
+def test_the_documented_name_pattern_is_the_rule(api: Api, sent: str, accepted: bool) -> None:
+    # What Python and ECMA-262 read alike: literal characters and ranges, and "\-" only.
+    assert re.sub(r"\\-", "", NAME_PATTERN).count("\\") == 0
+    documented = bool(re.fullmatch(NAME_PATTERN[1:-1], sent))
+    assert documented == accepted
+    assert (api.signup(sent).status == 201) == accepted
 
 
 @pytest.mark.parametrize("path", ["/signup/", "/login/", "/message/"])
