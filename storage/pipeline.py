@@ -228,7 +228,7 @@ class AutoPipeline:
     """Queues the script calls of one loop iteration and sends them on the process's one line."""
 
     def __init__(self, client: Redis) -> None:
-        self._client = client
+        # No reference to the client itself: it is the key of the weak map of pipelines.
         self._address = Address.of(client)
         self._queue: list[Call] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the queued calls

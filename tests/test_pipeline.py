@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import redis.exceptions as rex
 from redis.asyncio import Redis
 
 from storage import pipeline
-from storage.connection import create_memory_redis, create_redis
+from storage.connection import Client, create_memory_redis, create_redis
 from storage.pipeline import Address, Line, register_script
 from tests.conftest import RedisServer, start_redis_server
 
@@ -278,3 +280,17 @@ def test_unexpected_data_drops_the_connection(data: bytes, pending: int) -> None
     assert transport.aborted
     assert all(isinstance(error, rex.ConnectionError) for error in errors)
     assert len(errors) == pending
+
+
+def test_a_dropped_client_takes_its_pipeline_along(server: RedisServer) -> None:
+    async def scenario() -> weakref.ref[Client]:
+        client = create_redis(server.url)
+        echo = register_script(client, ECHO)
+        await echo(keys=["n"], args=["once"])
+        await pipeline.close_pipeline(client)
+        await client.aclose()
+        return weakref.ref(client)
+
+    dropped = asyncio.run(scenario())
+    gc.collect()
+    assert dropped() is None
