@@ -16,20 +16,23 @@ PASSWORD_MIN_CHARS = 8
 PASSWORD_MAX_CHARS = 1024
 
 
+_MARKS = frozenset({"Mn", "Mc", "Me"})
+
+
+def _name_character(char: str) -> bool:
+    """A letter, digit or combining mark (a decomposed letter's accent), "_", "." or "-": never
+    "{", "}", ":" or "*", which keys rely on."""
+    return char.isalnum() or char in "_.-" or unicodedata.category(char) in _MARKS
+
+
 def _name_characters() -> str:
-    """The characters of a name, as the body of a regex character class: the letters, digits and
-    combining marks (a decomposed letter's accent) of Unicode's Basic Multilingual Plane, "_", "."
-    and "-"; never "{", "}", ":" or "*", which keys rely on. Written as ranges of the characters
-    themselves, so that Python and ECMA-262 (the dialect of OpenAPI's `pattern`) read it alike:
-    their `\\w` differ (ECMA-262's is ASCII only)."""
-
-    def allowed(char: str) -> bool:
-        return char.isalnum() or char in "_." or unicodedata.category(char) in ("Mn", "Mc", "Me")
-
+    """The name characters of Unicode's Basic Multilingual Plane as the body of a regex character
+    class, written as ranges of the characters themselves so that Python and ECMA-262 (the
+    dialect of OpenAPI's `pattern`) read it alike: their `\\w` differ (ECMA-262's is ASCII only)."""
     ranges: list[str] = []
     start: int | None = None
     for point in range(0x10001):
-        inside = point < 0x10000 and allowed(chr(point))
+        inside = point < 0x10000 and chr(point) != "-" and _name_character(chr(point))
         if inside and start is None:
             start = point
         elif not inside and start is not None:
@@ -73,8 +76,13 @@ def name(data: dict[str, Any], field: str = "name") -> str:
     """The user name: 1-64 Unicode letters, digits, "_", "." or "-" as sent, NFC-normalised."""
     sent = _string(data, field)
     value = unicodedata.normalize("NFC", sent)
-    # The documented rule applies to the name as sent; the stored form must keep to it too.
-    if not (len(sent) <= NAME_MAX_CHARS and _NAME.fullmatch(sent) and _NAME.fullmatch(value)):
+    # The documented rule applies to the name as sent. Normalising may leave the Basic Multilingual
+    # Plane (U+FAD0 is U+22844 in NFC) but never the name characters: checked all the same.
+    if not (
+        len(sent) <= NAME_MAX_CHARS
+        and _NAME.fullmatch(sent)
+        and all(_name_character(char) for char in value)
+    ):
         raise ValidationError(
             field, f"must be 1-{NAME_MAX_CHARS} letters, digits, underscores, dots or hyphens"
         )

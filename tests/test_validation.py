@@ -62,6 +62,7 @@ def test_good_names(api: Api, name: str) -> None:
         ("alice", True),
         ("\u00eeZo\u00e9", True),  # precomposed
         ("Zoe\u0301", True),  # decomposed: stored as "Zo\u00e9"
+        ("\u00cc\ufad0\u0107", True),  # U+FAD0 is U+22844 (outside the BMP) once normalised
         ("\u674e\u5c0f\u9f8d", True),
         ("a.b-c_d", True),
         ("al ice", False),
