@@ -223,6 +223,16 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     servers.stop()
 
 
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, which it may stop or freeze (SIGSTOP) at will."""
+    server = start_redis_server(tmp_path)
+    yield server
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGCONT)  # a frozen server cannot stop
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One private redis-server for the whole session; tests flush it before use."""

@@ -5,11 +5,10 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import RedisServer, Service, start_redis_server, start_service
+from tests.conftest import RedisServer, Service, start_service
 
 pytestmark = pytest.mark.redis_server
 
@@ -21,12 +20,8 @@ CREDENTIALS = {"name": "alice", "password": "password one"}
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = start_redis_server(tmp_path)
-    yield server
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGCONT)
-    server.stop()
+def redis(private_redis: RedisServer) -> RedisServer:
+    return private_redis
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import gc
 import signal
 import time
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,8 @@ return ARGV[1]
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    running = start_redis_server(tmp_path)
-    yield running
-    if running.process.poll() is None:
-        running.process.send_signal(signal.SIGCONT)
-    running.stop()
+def server(private_redis: RedisServer) -> RedisServer:
+    return private_redis
 
 
 def _connections_received(inspect: redis.Redis) -> int:
