@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
-from api.security import hash_password, verify_password
+from api.security import check_password, cost_of, hash_password
 
 T = TypeVar("T")
 
@@ -22,6 +24,15 @@ HASH_THREAD_NICENESS = 19
 
 class HasherBusy(Exception):
     """Too many hashes are already queued; the client should retry shortly."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether a password matched, and whether its stored hash should be made anew (another
+    cost than the configured one, or a password stored before passwords were normalised)."""
+
+    ok: bool
+    needs_rehash: bool = False
 
 
 def lower_thread_priority(niceness: int = HASH_THREAD_NICENESS) -> None:
@@ -44,30 +55,44 @@ class PasswordHasher:
     """
 
     def __init__(self, rounds: int, *, threads: int, queue_limit: int) -> None:
-        self._rounds = rounds
+        self.rounds = rounds
         self._executor = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="bcrypt", initializer=lower_thread_priority
         )
         self._capacity = threads + queue_limit
         self._in_flight = 0
-        self._dummy_hash: str | None = None
+        self._dummies: dict[int, str] = {}
 
     async def hash(self, password: str) -> str:
-        """Return the bcrypt-sha256 hash of `password`."""
-        return await self._run(hash_password, password, self._rounds)
+        """Return the bcrypt-sha256 hash of `password` at the configured cost."""
+        return await self._run(hash_password, password, self.rounds)
 
-    async def verify(self, password: str, password_hash: str | None) -> bool:
-        """Check `password`; with no hash (unknown user) check a dummy so timing tells nothing."""
+    async def verify(
+        self, password: str, password_hash: str | None, *, stored_costs: tuple[int, ...] = ()
+    ) -> Verdict:
+        """Check `password`. With no hash (unknown user) check a dummy hash at the highest cost
+        still stored (or the configured one), so that refusing an unknown name takes as long as
+        refusing a real one."""
         if password_hash is None:
-            if self._dummy_hash is None:
-                self._dummy_hash = await self.hash("dummy password for unknown users")
-            await self._run(verify_password, password, self._dummy_hash)
-            return False
-        return await self._run(verify_password, password, password_hash)
+            cost = max((self.rounds, *stored_costs))
+            await self._run(check_password, password, await self._dummy(cost))
+            return Verdict(ok=False)
+        matched = await self._run(check_password, password, password_hash)
+        if matched is None:
+            return Verdict(ok=False)
+        return Verdict(ok=True, needs_rehash=matched > 0 or cost_of(password_hash) != self.rounds)
 
     def close(self) -> None:
         """Stop the worker threads."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _dummy(self, cost: int) -> str:
+        dummy = self._dummies.get(cost)
+        if dummy is None:
+            # A password nobody knows: the dummy must never match.
+            password = secrets.token_urlsafe(32)
+            dummy = self._dummies[cost] = await self._run(hash_password, password, cost)
+        return dummy
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         if self._in_flight >= self._capacity:

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,20 +57,53 @@ def _prehash(password: str, salt: bytes) -> bytes:
     return base64.b64encode(digest)
 
 
+def normalize_password(password: str) -> str:
+    """NFKC, as NIST SP 800-63B 5.1.1.2 asks: a password typed as composed or decomposed
+    characters (macOS input methods send NFD), or with compatibility forms, is the same one."""
+    return unicodedata.normalize("NFKC", password)
+
+
+def password_forms(password: str) -> tuple[str, ...]:
+    """The forms to check a password in: normalised, then as sent if that differs (hashes
+    stored before passwords were normalised were made of the password as sent)."""
+    normalized = normalize_password(password)
+    return (normalized,) if normalized == password else (normalized, password)
+
+
 def hash_password(password: str, rounds: int) -> str:
-    """Return a `$2b$` bcrypt hash of the HMAC-SHA256 of `password` keyed with its own salt."""
+    """Return a `$2b$` bcrypt hash of the HMAC-SHA256 of the normalised `password` keyed with
+    its own salt."""
     salt = bcrypt.gensalt(rounds)
-    return bcrypt.hashpw(_prehash(password, salt), salt).decode("ascii")
+    return bcrypt.hashpw(_prehash(normalize_password(password), salt), salt).decode("ascii")
 
 
 def verify_password(password: str, password_hash: str) -> bool:
-    """Return True if `password` matches `password_hash`; False for any malformed hash."""
+    """Return True if `password`, exactly as given, matches `password_hash`; False for any
+    malformed hash."""
     stored = password_hash.encode("ascii", "replace")
     salt = stored[:29]  # "$2b$" + cost + "$" + 22 salt characters, as gensalt() made it
     try:
         return bcrypt.checkpw(_prehash(password, salt), stored)
     except ValueError:
         return False
+
+
+def check_password(password: str, password_hash: str) -> int | None:
+    """The index of the first of `password`'s forms that matches `password_hash`, else None.
+
+    A wrong password is checked in every form, whether or not the name exists (the caller
+    checks a dummy hash for an unknown one), so refusing takes the same time either way.
+    """
+    for index, form in enumerate(password_forms(password)):
+        if verify_password(form, password_hash):
+            return index
+    return None
+
+
+def cost_of(password_hash: str) -> int | None:
+    """The bcrypt cost of a `$2b$NN$...` hash, None if it is not one."""
+    cost = password_hash[4:6]
+    return int(cost) if password_hash.startswith("$2") and cost.isdigit() else None
 
 
 def issue_token(
@@ -97,11 +131,14 @@ def issue_token(
     return jwt.encode(payload, secret, algorithm=ALGORITHM), claims
 
 
-def verify_token(token: str, keys: Sequence[str], *, leeway: int) -> TokenClaims:
+def verify_token(
+    token: str, keys: Sequence[str], *, leeway: int, max_lifetime: int | None = None
+) -> TokenClaims:
     """Verify an HS256 token against `keys` (current secret first); raise a TokenError.
 
     Only HS256 is accepted, every claim in REQUIRED_CLAIMS must be there, `nbf` is honoured when
-    present, and headers that point at other keys (`kid`, `jku`, `x5u`, ...) are refused.
+    present, headers that point at other keys (`kid`, `jku`, `x5u`, ...) are refused, and so is
+    a token meant to live (`exp` - `iat`) longer than `max_lifetime` plus the leeway.
     """
     if len(token) > MAX_TOKEN_BYTES:
         raise TokenInvalid("the token is too long")
@@ -128,7 +165,11 @@ def verify_token(token: str, keys: Sequence[str], *, leeway: int) -> TokenClaims
             raise TokenExpired("the token has expired") from None
         except jwt.InvalidTokenError:
             raise TokenInvalid("the token is not valid") from None
-        return _claims(payload)
+        claims = _claims(payload)
+        lifetime = claims.expires_at - claims.issued_at
+        if max_lifetime is not None and lifetime > max_lifetime + leeway:
+            raise TokenInvalid("the token's lifetime is longer than tokens may live")
+        return claims
     raise TokenInvalid("no key to verify the token with")
 
 
@@ -164,9 +205,17 @@ class TokenVerifier:
     checked by the store on every request as before. Only tokens that verified are cached.
     """
 
-    def __init__(self, keys: Sequence[str], *, leeway: int, size: int = 10_000) -> None:
+    def __init__(
+        self,
+        keys: Sequence[str],
+        *,
+        leeway: int,
+        max_lifetime: int | None = None,
+        size: int = 10_000,
+    ) -> None:
         self._keys = tuple(keys)
         self._leeway = leeway
+        self._max_lifetime = max_lifetime
         self._size = size
         self._verified: dict[str, TokenClaims] = {}
 
@@ -174,7 +223,9 @@ class TokenVerifier:
         """The token's claims if it is valid now; raise TokenExpired or TokenInvalid."""
         claims = self._verified.get(token)
         if claims is None:
-            claims = verify_token(token, self._keys, leeway=self._leeway)
+            claims = verify_token(
+                token, self._keys, leeway=self._leeway, max_lifetime=self._max_lifetime
+            )
             if len(self._verified) >= self._size:
                 del self._verified[next(iter(self._verified))]  # the oldest entry
             self._verified[token] = claims

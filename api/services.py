@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 from sanic import Request
@@ -11,7 +12,7 @@ from api.hashing import PasswordHasher
 from api.security import TokenClaims, TokenVerifier
 from api.settings import Settings
 from storage import keys
-from storage.connection import Client
+from storage.connection import Client, Health, Outage
 from storage.messages import MessageStore
 from storage.sessions import SessionStore
 from storage.throttle import Throttle, Window
@@ -33,6 +34,7 @@ class Services:
     sessions: SessionStore
     messages: MessageStore
     throttle: Throttle
+    health: Health
     hasher: PasswordHasher
     tokens: TokenVerifier
 
@@ -46,26 +48,42 @@ class Services:
         # All workers together hash on at most as many threads as there are cores.
         threads = max(1, (os.cpu_count() or 1) // settings.workers)
         keys = tuple(k for k in (settings.jwt_secret, settings.jwt_secret_previous) if k)
+        outage = Outage()  # one per worker: an outage is logged once, whichever store meets it
+        throttle = Throttle(redis, outage)
         return cls(
             settings=settings,
             keys=keys,
             redis=redis,
-            users=UserStore(redis),
-            sessions=SessionStore(redis),
-            messages=MessageStore(redis, history_limit=settings.message_history_limit),
-            throttle=Throttle(redis),
+            users=UserStore(redis, outage, throttle=throttle),
+            sessions=SessionStore(redis, outage),
+            messages=MessageStore(
+                redis, history_limit=settings.message_history_limit, outage=outage
+            ),
+            throttle=throttle,
+            health=Health(redis, outage),
             hasher=PasswordHasher(
                 settings.bcrypt_rounds,
                 threads=threads,
                 queue_limit=threads * HASH_QUEUE_PER_THREAD,
             ),
-            tokens=TokenVerifier(keys, leeway=settings.jwt_leeway_seconds),
+            tokens=TokenVerifier(
+                keys,
+                leeway=settings.jwt_leeway_seconds,
+                max_lifetime=settings.jwt_ttl_seconds,
+            ),
         )
 
     @property
     def secret(self) -> str:
         """The key new tokens are signed with."""
         return self.keys[0]
+
+    def revocation_ttl(self, claims: TokenClaims) -> int:
+        """How long a logout must remember a token: its remaining life plus the leeway, and
+        never longer than a token may live (its lifetime is checked, this is a second bound)."""
+        s = self.settings
+        remaining = claims.expires_at - int(time.time()) + s.jwt_leeway_seconds
+        return min(remaining, s.jwt_ttl_seconds + 2 * s.jwt_leeway_seconds)
 
     def verify_token(self, token: str) -> TokenClaims:
         """Verify a token against the current and previous secrets; raise a TokenError."""

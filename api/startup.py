@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
+import socket
 import time
 
 import redis
 
 from api.settings import Settings
-from storage.connection import MEMORY_URL
+from storage.connection import MEMORY_URL, create_redis
+from storage.users import take_census
 
 logger = logging.getLogger("api.startup")
 
@@ -19,11 +23,34 @@ class StartupError(RuntimeError):
     """The service cannot start; the message says why."""
 
 
+def check_port(host: str, port: int) -> None:
+    """Raise StartupError unless `host`:`port` can be listened on (Sanic would print a
+    traceback); the socket is closed again at once."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"HOST {host!r} is not an address to listen on: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Sanic binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(f"port {port} is in use; set PORT") from None
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def redis_answers(url: str, timeout: float = 0.5) -> bool:
-    """True if a Redis server at `url` answers PING within `timeout` seconds."""
+    """True if a Redis server at `url` answers PING within `timeout` seconds; raise StartupError
+    if it answers but refuses the connection's set-up (a wrong password, no such database)."""
     client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         return bool(client.ping())
+    except redis.AuthenticationError as exc:
+        raise StartupError(f"REDIS_URL: Redis refused the credentials: {exc}") from None
+    except redis.ResponseError as exc:
+        raise StartupError(f"REDIS_URL: Redis refused the connection's set-up: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return False
     finally:
@@ -61,6 +88,29 @@ def warn_if_evicting(url: str) -> None:
         )
 
 
+def count_password_costs(url: str, *, cluster: bool) -> None:
+    """Count the password hashes stored before their costs were counted (once per store)."""
+
+    async def census() -> dict[int, int] | None:
+        client = create_redis(url, cluster=cluster)
+        try:
+            return await take_census(client)
+        finally:
+            await client.aclose()
+
+    try:
+        counts = asyncio.run(census())
+    except redis.RedisError as exc:
+        logger.warning(
+            "could not count the stored password hashes by cost (%s); an unknown name is checked "
+            "at BCRYPT_ROUNDS until it is",
+            type(exc).__name__,
+        )
+        return
+    if counts is not None:
+        logger.info("counted the stored password hashes by bcrypt cost: %s", counts or "none")
+
+
 def prepare(settings: Settings, *, redis_wait_seconds: float = 5.0) -> Settings:
     """Resolve the store (explicit, local, or embedded) and the secret, once for all workers."""
     if settings.redis_url is None:
@@ -73,6 +123,7 @@ def prepare(settings: Settings, *, redis_wait_seconds: float = 5.0) -> Settings:
         wait_for_redis(settings.redis_url, redis_wait_seconds)
     if not settings.uses_memory_store:
         warn_if_evicting(settings.redis_url or LOCAL_REDIS_URL)
+        count_password_costs(settings.redis_url or LOCAL_REDIS_URL, cluster=settings.redis_cluster)
     if settings.uses_memory_store:
         logger.warning(
             "using the embedded in-process store: data lives only as long as this process; "

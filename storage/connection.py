@@ -5,19 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis.exceptions as rex
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from storage import keys
 from storage.errors import StorageUnavailable
+
+logger = logging.getLogger("api.storage")
 
 MEMORY_URL = "memory://"
 SOCKET_TIMEOUT_SECONDS = 1.0
 CLUSTER_MAX_CONNECTIONS = 512
+PROBE_TTL_MS = 10_000
 # Upper bound on one storage call, retries included, so a hanging Redis is a fast 503.
 CALL_TIMEOUT_SECONDS = 1.5
 
@@ -33,11 +39,85 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+# Error replies of a Redis that answers but refuses the work for now (full memory under noeviction,
+# too few replicas, a busy script, a read-only replica, failing persistence, loading, resharding,
+# a cluster without a master for the slot): the request is fine, the store is not.
+REFUSALS = frozenset(
+    {
+        "OOM",
+        "NOREPLICAS",
+        "BUSY",
+        "READONLY",
+        "MISCONF",
+        "LOADING",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "MASTERDOWN",
+    }
+)
+
 # Every store takes either: both have the same command, script and pipeline API.
 Client = Redis | RedisCluster
 
 P = ParamSpec("P")
 R = TypeVar("R")
+S = TypeVar("S", bound="Store")
+
+
+def refusal(exc: BaseException) -> str | None:
+    """The code of a Redis error reply that refuses work for now (OOM, READONLY...), else None."""
+    if not isinstance(exc, rex.RedisError):
+        return None
+    # redis-py strips the code of the replies it knows and keeps it in status_code.
+    code = exc.status_code
+    if code is None and isinstance(exc, rex.ResponseError):
+        code = str(exc).split(" ", 1)[0]
+    return code if code in REFUSALS else None
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why `exc` means the store is unavailable (a refusal code or the error's type), else None."""
+    code = refusal(exc)
+    if code is not None:
+        return code
+    if isinstance(exc, _UNAVAILABLE):
+        return type(exc).__name__
+    return None
+
+
+class Outage:
+    """Logs an outage of Redis once when it starts (WARNING) and once when it ends (INFO)."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._since = 0.0
+
+    def failed(self, reason: str) -> None:
+        """A call failed because Redis is unavailable or refused the work."""
+        if self.reason is None:
+            self.reason, self._since = reason, time.monotonic()
+            logger.warning(
+                "Redis is unavailable (%s): requests that need it answer 503 until it recovers",
+                reason,
+            )
+
+    def recovered(self) -> None:
+        """A call succeeded: if an outage was on, it has ended."""
+        if self.reason is not None:
+            logger.info(
+                "Redis is available again after %.1f s (%s)",
+                time.monotonic() - self._since,
+                self.reason,
+            )
+            self.reason = None
+
+
+class Store:
+    """A store wraps one Redis client; its calls report outages to a shared Outage."""
+
+    def __init__(self, client: Client, outage: Outage | None = None) -> None:
+        self._client = client
+        self._outage = outage if outage is not None else Outage()
 
 
 def create_redis(url: str, *, cluster: bool = False, max_connections: int = 64) -> Client:
@@ -92,20 +172,28 @@ async def bounded(call: Awaitable[R]) -> R:
 
 
 def translate_errors(
-    fn: Callable[P, Awaitable[R]],
-) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Turn connection-level failures of a storage call into StorageUnavailable.
+    fn: Callable[Concatenate[S, P], Awaitable[R]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """Turn Redis being unreachable, hanging or refusing work in a store method into
+    StorageUnavailable, and log the outage once when it starts and once when it ends.
 
     Every round trip inside is bounded in time: script calls by their pipeline (or, on a
     cluster, one by one), other commands with `bounded`.
     """
 
     @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def wrapper(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return await fn(*args, **kwargs)
-        except _UNAVAILABLE as exc:
-            raise StorageUnavailable(type(exc).__name__) from exc
+            result = await fn(store, *args, **kwargs)
+        except Exception as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise
+            store._outage.failed(reason)
+            raise StorageUnavailable(reason) from exc
+        if store._outage.reason is not None:
+            store._outage.recovered()
+        return result
 
     return wrapper
 
@@ -119,7 +207,11 @@ async def initialize(client: Client) -> None:
             await bounded(client.initialize())
 
 
-@translate_errors
-async def ping(client: Client) -> bool:
-    """Return True when Redis answers PING."""
-    return bool(await bounded(client.ping()))
+class Health(Store):
+    """Readiness: whether Redis answers and accepts writes."""
+
+    @translate_errors
+    async def check_writable(self) -> None:
+        """Write a short-lived probe key: PING succeeds on a Redis that refuses every write
+        (full memory, a read-only replica, too few replicas), a write does not."""
+        await bounded(self._client.set(keys.readiness_probe(), "1", px=PROBE_TTL_MS))

@@ -36,3 +36,14 @@ def login_address_failures(address: str) -> str:
 def address_signups(address: str) -> str:
     """Counter of signups from one client address in the current hour."""
     return f"throttle:signup-addr:{address}"
+
+
+def password_costs() -> str:
+    """Hash of bcrypt cost -> how many stored password hashes have it (and `census` once the
+    hashes stored before it was kept have been counted)."""
+    return "password-costs"
+
+
+def readiness_probe() -> str:
+    """Short-lived key that /readyz writes to check that Redis accepts writes."""
+    return "readiness-probe"

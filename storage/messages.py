@@ -7,7 +7,7 @@ import time
 import orjson
 
 from storage import keys, scripts
-from storage.connection import Client, translate_errors
+from storage.connection import Client, Outage, Store, translate_errors
 from storage.models import Message, Session
 from storage.pipeline import register_script
 from storage.sessions import raise_for_status, session_keys
@@ -34,10 +34,11 @@ class _Clock:
 _now_iso = _Clock().now
 
 
-class MessageStore:
+class MessageStore(Store):
     """Messages kept as JSON objects `{"text", "sent_at"}` in the list `messages:{<name>}`."""
 
-    def __init__(self, client: Client, *, history_limit: int) -> None:
+    def __init__(self, client: Client, *, history_limit: int, outage: Outage | None = None) -> None:
+        super().__init__(client, outage)
         self._history_limit = history_limit
         self._append = register_script(client, scripts.APPEND_MESSAGE)
         self._last = register_script(client, scripts.LAST_MESSAGES)

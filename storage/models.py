@@ -15,12 +15,13 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
-class Credentials:
-    """A user's stored password hash, current session generation and recent failed logins."""
+class LoginState:
+    """What a login needs to know: the user's password hash and session generation (None and 0
+    when there is no such user), and the bcrypt costs of the password hashes stored."""
 
-    password_hash: str
+    password_hash: str | None
     generation: int
-    failed_logins: int = 0
+    stored_costs: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

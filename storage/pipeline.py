@@ -236,8 +236,11 @@ class AutoPipeline:
         self._connecting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def call(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
-        """Queue one EVALSHA for the batch written at the end of this loop iteration."""
+    def call(
+        self, script: AsyncScript | None, keys: Sequence[Any], args: Sequence[Any]
+    ) -> Awaitable[Any]:
+        """Queue one EVALSHA (or, with no script, the command `args`) for the batch written at
+        the end of this loop iteration."""
         if self._queue:
             loop = cast(asyncio.AbstractEventLoop, self._loop)
         else:
@@ -304,25 +307,30 @@ class AutoPipeline:
 _pipelines: weakref.WeakKeyDictionary[Redis, AutoPipeline] = weakref.WeakKeyDictionary()
 
 
-def register_script(client: Client, source: str) -> ScriptCall:
-    """A Lua script to call as `await script(keys=[...], args=[...])`.
-
-    On a plain Redis client the calls are auto-pipelined on one connection. A cluster client
-    calls each script directly (its pipelines refuse EVALSHA), and so does the embedded store,
-    which has no round trip to save.
-    """
-    script = client.register_script(source)
+def _pipeline(client: Client) -> AutoPipeline | None:
+    """The auto-pipeline of a plain client on a socket; None for a cluster client (its
+    pipelines refuse EVALSHA) and for the embedded store (no round trip to save)."""
     if isinstance(client, RedisCluster) or client.connection_pool.connection_class not in (
         _SOCKET_CLASSES
     ):
+        return None
+    pipeline = _pipelines.get(client)
+    if pipeline is None:
+        pipeline = _pipelines[client] = AutoPipeline(client)
+    return pipeline
+
+
+def register_script(client: Client, source: str) -> ScriptCall:
+    """A Lua script to call as `await script(keys=[...], args=[...])`, auto-pipelined on one
+    connection where the client allows it, else called directly."""
+    script = client.register_script(source)
+    pipeline = _pipeline(client)
+    if pipeline is None:
 
         def direct(*, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
             return bounded(script(keys=keys, args=args))
 
         return direct
-    pipeline = _pipelines.get(client)
-    if pipeline is None:
-        pipeline = _pipelines[client] = AutoPipeline(client)
     batcher = pipeline
 
     def call(*, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from storage import keys, scripts
-from storage.connection import Client, bounded, translate_errors
+from storage.connection import Client, Outage, Store, bounded, translate_errors
 from storage.errors import SessionEnded, SessionRevoked, UnknownUser
 from storage.models import Session
 from storage.pipeline import register_script
@@ -30,11 +30,11 @@ def raise_for_status(reply: list[Any]) -> list[Any]:
     return reply
 
 
-class SessionStore:
+class SessionStore(Store):
     """Revocation markers `revoked:{<name>}:<jti>` and the per-user session generation."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, client: Client, outage: Outage | None = None) -> None:
+        super().__init__(client, outage)
         self._check = register_script(client, scripts.CHECK_SESSION)
         self._end_all = register_script(client, scripts.END_SESSIONS)
 

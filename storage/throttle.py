@@ -1,72 +1,74 @@
-"""Fixed-window attempt counters in Redis, shared by every worker and instance."""
+"""Fixed-window attempt counters in Redis, shared by every worker and instance.
+
+An attempt is taken from its window *before* the work it limits (a password check, a signup), in
+one atomic step that refuses it when the window is full: however many requests arrive together,
+at most `limit` of them per window ever get to the work.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline
-
 from storage import scripts
-from storage.connection import Client, bounded, translate_errors
+from storage.connection import Client, Outage, Store, translate_errors
 from storage.errors import RateLimited
 from storage.pipeline import register_script
 
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """At most `limit` counted attempts per `seconds`, counted in `key`."""
+    """At most `limit` attempts per `seconds`, counted in `key`; the window starts with the
+    first attempt."""
 
     key: str
     limit: int
     seconds: int
 
 
-def queue_reads(pipe: Pipeline | ClusterPipeline, windows: Sequence[Window]) -> None:
-    """Queue the reads `raise_if_blocked` needs: each window's count and remaining time."""
-    for window in windows:
-        pipe.get(window.key)
-        pipe.pttl(window.key)
+class Throttle(Store):
+    """Takes, gives back and clears attempts in windows."""
 
+    def __init__(self, client: Client, outage: Outage | None = None) -> None:
+        super().__init__(client, outage)
+        self._reserve = register_script(client, scripts.RESERVE)
+        self._refund = register_script(client, scripts.REFUND)
+        self._clear = register_script(client, scripts.CLEAR)
 
-def raise_if_blocked(windows: Sequence[Window], replies: Sequence[Any]) -> None:
-    """Raise RateLimited if any window is full, given the replies of `queue_reads`."""
-    retry_after = 0
-    for index, window in enumerate(windows):
-        count, pttl = replies[2 * index], replies[2 * index + 1]
-        if count is not None and int(count) >= window.limit:
-            remaining = math.ceil(int(pttl) / 1000) if int(pttl) > 0 else window.seconds
-            retry_after = max(retry_after, remaining)
-    if retry_after:
+    def reserve(self, window: Window) -> Awaitable[Any]:
+        """Start taking an attempt from `window`; `settle` reads the reply."""
+        return self._reserve(keys=[window.key], args=[window.limit, window.seconds])
+
+    async def settle(self, windows: Sequence[Window], replies: Sequence[Any]) -> None:
+        """Given the replies of `reserve` for `windows`: if one was full, give back the attempts
+        the others granted and raise RateLimited with the longest wait."""
+        granted = [window for window, reply in zip(windows, replies, strict=True) if reply[0]]
+        if len(granted) == len(windows):
+            return
+        if granted:
+            await asyncio.gather(*(self._refund(keys=[w.key], args=[]) for w in granted))
+        retry_after = max(
+            math.ceil(int(reply[1]) / 1000) or window.seconds
+            for window, reply in zip(windows, replies, strict=True)
+            if not reply[0]
+        )
         raise RateLimited(retry_after)
 
-
-class Throttle:
-    """Counts attempts in fixed windows that start with the first attempt."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-        self._hit = register_script(client, scripts.COUNT_HIT)
+    @translate_errors
+    async def take(self, *windows: Window) -> None:
+        """Take one attempt from every window, or from none: RateLimited if one is full."""
+        replies = await asyncio.gather(*(self.reserve(window) for window in windows))
+        await self.settle(windows, replies)
 
     @translate_errors
-    async def hit(self, window: Window) -> None:
-        """Count one attempt; raise RateLimited if it goes over the window's limit."""
-        count, ttl = await self._hit(keys=[window.key], args=[window.seconds])
-        if int(count) > window.limit:
-            raise RateLimited(int(ttl) if int(ttl) > 0 else window.seconds)
-
-    @translate_errors
-    async def record(self, *windows: Window) -> None:
-        """Count one attempt in each window, concurrently (a cluster pipeline runs no scripts)."""
+    async def give_back(
+        self, *, clear: Sequence[Window] = (), refund: Sequence[Window] = ()
+    ) -> None:
+        """Forget every attempt of the `clear` windows and give one back to each `refund` one."""
         await asyncio.gather(
-            *(self._hit(keys=[window.key], args=[window.seconds]) for window in windows)
+            *(self._clear(keys=[window.key], args=[]) for window in clear),
+            *(self._refund(keys=[window.key], args=[]) for window in refund),
         )
-
-    @translate_errors
-    async def clear(self, window: Window) -> None:
-        """Forget the window's attempts."""
-        await bounded(self._client.delete(window.key))

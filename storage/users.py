@@ -1,49 +1,118 @@
-"""Users: creation and credential look-up."""
+"""Users: creation, the two halves of a login, and the census of password-hash costs."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from storage import keys, scripts
-from storage.connection import Client, bounded, translate_errors
+from storage.connection import Client, Outage, Store, translate_errors
 from storage.errors import NameTaken
-from storage.models import Credentials
+from storage.models import LoginState
 from storage.pipeline import register_script
-from storage.throttle import Window, queue_reads, raise_if_blocked
+from storage.throttle import Throttle, Window
+
+# The first session generation of an account is random below this (exact in a JSON number).
+GENERATION_BITS = 52
 
 
-class UserStore:
-    """Users kept as hashes `user:{<name>}`."""
+class UserStore(Store):
+    """Users kept as hashes `user:{<name>}`, and how many stored hashes have each bcrypt cost."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(
+        self, client: Client, outage: Outage | None = None, *, throttle: Throttle | None = None
+    ) -> None:
+        super().__init__(client, outage)
+        self._throttle = throttle if throttle is not None else Throttle(client, self._outage)
         self._create = register_script(client, scripts.CREATE_USER)
+        self._read = register_script(client, scripts.READ_CREDENTIALS)
+        self._replace_hash = register_script(client, scripts.REPLACE_HASH)
+        self._read_costs = register_script(client, scripts.READ_COSTS)
+        self._count_costs = register_script(client, scripts.COUNT_COSTS)
 
     @translate_errors
-    async def create_user(self, name: str, password_hash: str) -> None:
-        """Create the user atomically; raise NameTaken if the name exists."""
+    async def create_user(self, name: str, password_hash: str, cost: int) -> None:
+        """Create the user atomically, with a random first session generation; raise NameTaken
+        if the name exists."""
         created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        created = await self._create(keys=[keys.user(name)], args=[password_hash, created_at])
+        generation = secrets.randbits(GENERATION_BITS)
+        created = await self._create(
+            keys=[keys.user(name)], args=[password_hash, created_at, generation]
+        )
         if not created:
             raise NameTaken(name)
+        await self._count_costs(keys=[keys.password_costs()], args=[cost, 1])
 
     @translate_errors
-    async def login_credentials(
-        self, name: str, account: Window, *others: Window
-    ) -> Credentials | None:
-        """The user's password hash, session generation and recent failed logins (None if no
-        such user), in the same round trip as checking the account's throttle window and
-        `others`; raise RateLimited if one is full."""
-        windows = (account, *others)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.hmget(keys.user(name), ["password_hash", "generation"])
-        queue_reads(pipe, windows)
-        (password_hash, generation), *throttle_replies = await bounded(pipe.execute())
-        raise_if_blocked(windows, throttle_replies)
-        if password_hash is None:
-            return None
-        return Credentials(
-            password_hash=str(password_hash),
-            generation=int(generation or 0),
-            failed_logins=int(throttle_replies[0] or 0),  # the account window's count
+    async def begin_login(self, name: str, *windows: Window) -> LoginState:
+        """Take one attempt from each window (RateLimited if one is full, taking none) and read
+        the user's credentials and the costs of the stored hashes, in one round trip."""
+        credentials, costs, *replies = await asyncio.gather(
+            self._read(keys=[keys.user(name)], args=[]),
+            self._read_costs(keys=[keys.password_costs()], args=[]),
+            *(self._throttle.reserve(window) for window in windows),
         )
+        await self._throttle.settle(windows, replies)
+        password_hash, generation = credentials
+        return LoginState(
+            password_hash=password_hash,
+            generation=int(generation or 0),
+            stored_costs=_costs_in_use(costs),
+        )
+
+    @translate_errors
+    async def finish_login(
+        self,
+        name: str,
+        *,
+        clear: Iterable[Window],
+        refund: Iterable[Window],
+        rehash: tuple[str, str, int, int] | None = None,
+    ) -> None:
+        """After a successful login: clear and refund its windows and, with `rehash` (old hash,
+        new hash, old cost, new cost), replace the verified hash unless it changed meanwhile."""
+        calls = [self._throttle.give_back(clear=tuple(clear), refund=tuple(refund))]
+        if rehash is not None:
+            calls.append(self._rehash(name, *rehash))
+        await asyncio.gather(*calls)
+
+    async def _rehash(self, name: str, old: str, new: str, old_cost: int, new_cost: int) -> None:
+        replaced = await self._replace_hash(keys=[keys.user(name)], args=[old, new])
+        if replaced and old_cost != new_cost:
+            await self._count_costs(keys=[keys.password_costs()], args=[old_cost, -1, new_cost, 1])
+
+
+def _costs_in_use(flat: list[str]) -> tuple[int, ...]:
+    pairs = zip(flat[::2], flat[1::2], strict=True)
+    return tuple(int(cost) for cost, count in pairs if cost.isdigit() and int(count) > 0)
+
+
+async def take_census(client: Client, *, batch: int = 500) -> dict[int, int] | None:
+    """Count the stored password hashes by bcrypt cost, once per store: hashes stored before the
+    counts were kept are otherwise unknown to them. Return the counts added, or None when a
+    census was taken before. Walks the keys with SCAN: for start-up, never a request."""
+    costs_key = keys.password_costs()
+    if await client.hexists(costs_key, "census"):
+        return None
+    counts: dict[int, int] = {}
+    names: list[str] = []
+
+    async def tally() -> None:
+        hashes = await asyncio.gather(*(client.hget(name, "password_hash") for name in names))
+        for password_hash in hashes:
+            cost = str(password_hash or "")[4:6]
+            if cost.isdigit():
+                counts[int(cost)] = counts.get(int(cost), 0) + 1
+        names.clear()
+
+    async for name in client.scan_iter(match=keys.user("*"), count=batch):
+        names.append(name)
+        if len(names) >= batch:
+            await tally()
+    await tally()
+    add = client.register_script(scripts.ADD_CENSUS)
+    pairs = [str(value) for item in sorted(counts.items()) for value in item]
+    added = await add(keys=[costs_key], args=pairs)
+    return counts if added else None

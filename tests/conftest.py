@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import fakeredis
+import httpx
 import jwt
 import pytest
 import redis
@@ -28,7 +29,9 @@ from sanic_testing.testing import TestingResponse
 
 from api.app import create_app
 from api.security import issue_token
+from api.services import Services
 from api.settings import Settings
+from storage import keys
 from storage.connection import Client, create_memory_redis, create_redis
 
 T = TypeVar("T")
@@ -280,6 +283,24 @@ class Api:
         self._backend = backend
         self.settings = settings
 
+    @property
+    def services(self) -> Services:
+        """The running app's services (to watch or slow down one of them)."""
+        found: Services = self._client.app.ctx.services
+        return found
+
+    def run(self, action: Awaitable[T]) -> T:
+        """Run `action` on the app's own event loop (e.g. requests sent concurrently)."""
+        result: T = self._client._loop.run_until_complete(action)
+        return result
+
+    async def post_async(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        """POST `path` from a client of its own; return (status, JSON body, headers)."""
+        url = f"http://{self._client.host}:{self._client.port}{path}"
+        async with httpx.AsyncClient() as client:
+            response = await client.post(url, json=body, headers=headers)
+        return response.status_code, response.json(), response.headers
+
     def redis(self, action: Callable[[Client], Awaitable[T]]) -> T:
         """Run `action` with a client on the app's store (to inspect or age its keys)."""
         result: T = self._client._loop.run_until_complete(action(self._backend()))
@@ -309,6 +330,14 @@ class Api:
     def post(self, path: str, **kwargs: Any) -> TestingResponse:
         """POST `path`."""
         return self.request("post", path, **kwargs)
+
+    def generation(self, name: str = "alice") -> int:
+        """The user's session generation (random from signup on), for hand-made tokens."""
+
+        async def read(client: Client) -> object:
+            return await client.hget(keys.user(name), "generation")
+
+        return int(str(self.redis(read)))
 
     def signup(self, name: str = "alice", password: str = PASSWORD) -> TestingResponse:
         """Create a user."""
@@ -357,13 +386,13 @@ def api(make_api: Callable[[Settings], Api], settings: Settings) -> Api:
 
 
 def claims_of(**overrides: object) -> dict[str, object]:
-    """A full, valid set of token claims for alice, valid for a day; None drops a claim."""
+    """A full, valid set of token claims for alice, valid for an hour; None drops a claim."""
     now = int(time.time())
     claims: dict[str, object] = {
         "sub": "alice",
         "name": "alice",
         "iat": now,
-        "exp": now + 86400,
+        "exp": now + 3600,
         "jti": "a-jti",
         "gen": 0,
         "csrf": "a-csrf",
@@ -383,7 +412,7 @@ def set_cookies(response: TestingResponse) -> dict[str, str]:
     return {header.split("=", 1)[0]: header for header in response.headers.get_list("set-cookie")}
 
 
-def token_for(name: str, *, ttl: int = 86400, now: int | None = None, generation: int = 0) -> str:
+def token_for(name: str, *, ttl: int = 3600, now: int | None = None, generation: int = 0) -> str:
     """A correctly signed token made without logging in (e.g. already expired)."""
     token, _ = issue_token(SECRET, name, generation, ttl, now=now)
     return token

@@ -94,3 +94,51 @@ def test_redis_hanging_then_resumed(service: Service, redis: RedisServer) -> Non
     assert service.call("POST", "/message/", {"text": "last 1"}, {"token": token})[1] == {
         "1": "back"
     }
+
+
+REFUSALS: dict[str, list[tuple[str, ...]]] = {
+    "OOM": [("CONFIG", "SET", "maxmemory", "1")],
+    "NOREPLICAS": [("CONFIG", "SET", "min-replicas-to-write", "1")],
+    "READONLY": [("REPLICAOF", "127.0.0.1", "1")],  # a replica of a master that never answers
+}
+RESTORE = [
+    ("CONFIG", "SET", "maxmemory", "0"),
+    ("CONFIG", "SET", "min-replicas-to-write", "0"),
+    ("REPLICAOF", "NO", "ONE"),
+]
+
+
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+def test_redis_refusing_writes_is_a_503_logged_once(
+    service: Service, redis: RedisServer, refusal: str
+) -> None:
+    token = _token(service)
+    with redis.client() as client:
+        for command in REFUSALS[refusal]:
+            client.execute_command(*command)
+    try:
+        for method, path, body in [
+            ("POST", "/message/", {"text": "hi"}),
+            ("POST", "/logout/all/", None),
+            ("POST", "/logout/", None),  # never claims success without writing the revocation
+            ("POST", "/signup/", {"name": "bob", "password": "password two"}),
+            ("POST", "/login/", {"name": "alice", "password": "a wrong password"}),
+        ]:
+            status, reply, headers = service.call(method, path, body, {"token": token})
+            assert (status, reply) == (503, UNAVAILABLE), (method, path)
+            assert headers["Retry-After"] == "1"
+        assert service.call("GET", "/readyz")[:2] == (503, UNAVAILABLE)
+        assert service.call("GET", "/healthz")[:2] == (200, {"status": "ok"})
+        # Reads need no write: they still work.
+        assert service.call("GET", "/me/", None, {"token": token})[:2] == (200, {"name": "alice"})
+    finally:
+        with redis.client() as client:
+            for command in RESTORE:
+                client.execute_command(*command)
+    assert service.call("GET", "/readyz")[:2] == (200, {"status": "ready"})
+    assert service.call("POST", "/message/", {"text": "back"}, {"token": token})[0] == 201
+    output = service.stop()
+    assert "Traceback" not in output
+    assert "internal_error" not in output
+    assert output.count(f"WARNING api.storage: Redis is unavailable ({refusal})") == 1
+    assert output.count("INFO api.storage: Redis is available again") == 1

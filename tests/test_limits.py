@@ -79,7 +79,7 @@ def test_hashing_threads_run_at_a_lower_priority_than_the_event_loop() -> None:
 
 
 def test_busy_hasher_is_a_fast_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    async def busy(*args: object) -> bool:
+    async def busy(*args: object, **kwargs: object) -> bool:
         raise HasherBusy
 
     api.signup("alice")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -14,26 +15,36 @@ from storage.errors import NameTaken, SessionEnded, SessionRevoked, UnknownUser
 from storage.messages import MessageStore
 from storage.models import Session
 from storage.sessions import SessionStore
-from storage.users import UserStore
+from storage.users import UserStore, take_census
 
 Backend = Callable[[], Redis]
-ALICE = Session(name="alice", jti="jti-1", generation=0)
 
 
-async def _with_user(client: Redis) -> None:
-    await UserStore(client).create_user("alice", "$2b$04$hash")
+async def _with_user(client: Redis) -> Session:
+    """Create alice; return a session of hers, as a fresh login's token would carry."""
+    await UserStore(client).create_user("alice", "$2b$04$hash", 4)
+    generation = await client.hget(keys.user("alice"), "generation")
+    return Session(name="alice", jti="jti-1", generation=int(str(generation)))
 
 
-def test_create_user_stores_a_hash(backend: Backend) -> None:
-    async def scenario() -> dict[str, str]:
+def test_create_user_stores_a_hash_with_a_random_first_generation(backend: Backend) -> None:
+    async def scenario() -> tuple[dict[Any, Any], ...]:
         client = backend()
-        await _with_user(client)
-        return await client.hgetall(keys.user("alice"))  # type: ignore[return-value]
+        users = UserStore(client)
+        await users.create_user("alice", "$2b$04$hash", 4)
+        await users.create_user("bob", "$2b$04$hash", 4)
+        return (
+            await client.hgetall(keys.user("alice")),
+            await client.hgetall(keys.user("bob")),
+            await client.hgetall(keys.password_costs()),
+        )
 
-    stored = asyncio.run(scenario())
-    assert stored["password_hash"] == "$2b$04$hash"
-    assert stored["generation"] == "0"
-    assert stored["created_at"].endswith("Z")
+    alice, bob, costs = asyncio.run(scenario())
+    assert alice["password_hash"] == "$2b$04$hash"
+    assert alice["created_at"].endswith("Z")
+    assert 0 <= int(alice["generation"]) < 2**52
+    assert alice["generation"] != bob["generation"]  # 1 chance in 2**52 of a false failure
+    assert costs == {"4": "2"}
 
 
 def test_concurrent_signups_of_one_name_exactly_one_wins(backend: Backend) -> None:
@@ -42,7 +53,7 @@ def test_concurrent_signups_of_one_name_exactly_one_wins(backend: Backend) -> No
         await initialize(client)
         users = UserStore(client)
         return await asyncio.gather(
-            *(users.create_user("alice", f"hash-{n}") for n in range(50)),
+            *(users.create_user("alice", f"hash-{n}", 4) for n in range(50)),
             return_exceptions=True,
         )
 
@@ -55,11 +66,11 @@ def test_concurrent_signups_of_one_name_exactly_one_wins(backend: Backend) -> No
 
 async def _send_concurrently(backend: Backend, limit: int, sent: int) -> list[str]:
     client = backend()
-    await _with_user(client)
+    alice = await _with_user(client)
     messages = MessageStore(client, history_limit=limit)
-    await asyncio.gather(*(messages.append_message(ALICE, f"m{n}") for n in range(sent)))
+    await asyncio.gather(*(messages.append_message(alice, f"m{n}") for n in range(sent)))
     assert await client.llen(keys.messages("alice")) == min(sent, limit)
-    return [m.text for m in await messages.last_messages(ALICE, limit)]
+    return [m.text for m in await messages.last_messages(alice, limit)]
 
 
 def test_concurrent_messages_none_lost(backend: Backend) -> None:
@@ -75,18 +86,18 @@ def test_concurrent_messages_cap_holds(backend: Backend) -> None:
 def test_session_checks(backend: Backend) -> None:
     async def scenario() -> None:
         client = backend()
-        await _with_user(client)
+        alice = await _with_user(client)
         sessions = SessionStore(client)
-        await sessions.check(ALICE)
+        await sessions.check(alice)
         with pytest.raises(UnknownUser):
             await sessions.check(Session(name="ghost", jti="x", generation=0))
         with pytest.raises(SessionEnded):
-            await sessions.check(Session(name="alice", jti="x", generation=1))
-        await sessions.revoke(ALICE, ttl_seconds=100)
+            await sessions.check(Session(name="alice", jti="x", generation=alice.generation + 1))
+        await sessions.revoke(alice, ttl_seconds=100)
         with pytest.raises(SessionRevoked):
-            await sessions.check(ALICE)
+            await sessions.check(alice)
         with pytest.raises(SessionRevoked):
-            await MessageStore(client, history_limit=5).append_message(ALICE, "no")
+            await MessageStore(client, history_limit=5).append_message(alice, "no")
         assert await client.llen(keys.messages("alice")) == 0
         ttl = await client.ttl(keys.revoked("alice", "jti-1"))
         assert 90 <= ttl <= 100
@@ -97,7 +108,7 @@ def test_session_checks(backend: Backend) -> None:
 def test_revoking_an_already_expired_token_writes_nothing(backend: Backend) -> None:
     async def scenario() -> int:
         client = backend()
-        await SessionStore(client).revoke(ALICE, ttl_seconds=0)
+        await SessionStore(client).revoke(Session("alice", "jti-1", 0), ttl_seconds=0)
         return await client.exists(keys.revoked("alice", "jti-1"))
 
     assert asyncio.run(scenario()) == 0
@@ -106,3 +117,20 @@ def test_revoking_an_already_expired_token_writes_nothing(backend: Backend) -> N
 def test_keys_share_the_users_hash_tag() -> None:
     for key in (keys.user("bob"), keys.messages("bob"), keys.revoked("bob", "j")):
         assert "{bob}" in key
+
+
+def test_a_census_counts_the_hashes_stored_before_counting_once(backend: Backend) -> None:
+    async def scenario() -> tuple[object, object, dict[Any, Any]]:
+        client = backend()
+        for name, cost in (("old1", 12), ("old2", 12), ("old3", 10), ("new", 4)):
+            await client.hset(keys.user(name), mapping={"password_hash": f"$2b${cost:02d}$x"})
+        await client.hset(keys.password_costs(), "4", 1)  # "new" signed up after the release
+        first = await take_census(client, batch=2)
+        second = await take_census(client)
+        return first, second, await client.hgetall(keys.password_costs())
+
+    first, second, costs = asyncio.run(scenario())
+    assert first == {4: 1, 10: 1, 12: 2}
+    assert second is None
+    # The one signed up meanwhile is counted twice: the census errs towards the higher costs.
+    assert costs == {"4": "2", "10": "1", "12": "2", "census": "1"}

@@ -77,12 +77,14 @@ def test_bad_tokens_are_401_on_every_transport(api: Api, kind: str, transport: s
 
 def test_a_well_formed_token_passes(api: Api) -> None:
     api.signup("alice")
-    assert api.get("/me/", headers={"token": GOOD}).status == 200
+    token = jwt.encode(claims_of(gen=api.generation()), SECRET, algorithm="HS256")
+    assert api.get("/me/", headers={"token": token}).status == 200
 
 
 def test_nbf_in_the_past_is_fine(api: Api) -> None:
     api.signup("alice")
-    token = jwt.encode(claims_of(nbf=int(time.time()) - 5), SECRET, algorithm="HS256")
+    claims = claims_of(nbf=int(time.time()) - 5, gen=api.generation())
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
     assert api.get("/me/", headers={"token": token}).status == 200
 
 
@@ -125,13 +127,13 @@ def test_logout_everywhere_needs_a_valid_token(api: Api) -> None:
 def test_previous_secret_still_verifies_but_new_tokens_use_the_current(
     make_api: Callable[[Settings], Api], settings: Settings
 ) -> None:
-    old_token = token_for("alice")
     api = make_api(
         settings.replace(
             jwt_secret="rotated-secret-0123456789-abcdefghijklmnop", jwt_secret_previous=SECRET
         )
     )
     api.signup("alice")
+    old_token = token_for("alice", generation=api.generation())
     assert api.get("/me/", headers={"token": old_token}).status == 200
     fresh = api.login("alice", PASSWORD)
     with pytest.raises(jwt.InvalidSignatureError):

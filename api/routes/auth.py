@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from sanic import Blueprint, HTTPResponse, Request
 
 from api import docs, validation
@@ -17,7 +15,7 @@ from api.guard import (
     session_of,
 )
 from api.responses import json
-from api.security import TokenError, issue_token
+from api.security import TokenError, cost_of, issue_token
 from api.services import client_address, services
 from api.settings import Settings
 
@@ -29,30 +27,37 @@ async def signup(request: Request) -> HTTPResponse:
     data = validation.json_object(request)
     name, password = validation.name(data), validation.password(data)
     svc = services(request)
-    await svc.throttle.hit(svc.signup_window(client_address(request)))
-    await svc.users.create_user(name, await svc.hasher.hash(password))
+    await svc.throttle.take(svc.signup_window(client_address(request)))
+    password_hash = await svc.hasher.hash(password)
+    await svc.users.create_user(name, password_hash, svc.hasher.rounds)
     return json({"name": name}, status=201)
 
 
 async def login(request: Request) -> HTTPResponse:
     """Check the credentials and issue a token; the same 401 whether or not the name exists.
 
-    Failed logins are counted per account and per client address; a full window is a 429 even
-    with the right password, and a success clears the account's count.
+    Every attempt is taken from the account's and the address's windows before the password is
+    checked (a full window is a 429, even with the right password); a success gives them back,
+    clearing the account's count, and makes the stored hash anew if it needs it.
     """
     data = validation.json_object(request)
     name, password = validation.name(data), validation.password(data)
     svc = services(request)
     account, address = svc.login_windows(name, client_address(request))
-    credentials = await svc.users.login_credentials(name, account, address)
-    ok = await svc.hasher.verify(password, credentials.password_hash if credentials else None)
-    if not ok or credentials is None:
-        await svc.throttle.record(account, address)
+    state = await svc.users.begin_login(name, account, address)
+    verdict = await svc.hasher.verify(
+        password, state.password_hash, stored_costs=state.stored_costs
+    )
+    if not verdict.ok or state.password_hash is None:
         raise unauthorized("invalid_credentials", "wrong name or password")
-    if credentials.failed_logins:
-        await svc.throttle.clear(account)
+    rehash = None
+    if verdict.needs_rehash:
+        new_hash = await svc.hasher.hash(password)
+        old_cost = cost_of(state.password_hash) or svc.hasher.rounds
+        rehash = (state.password_hash, new_hash, old_cost, svc.hasher.rounds)
+    await svc.users.finish_login(name, clear=(account,), refund=(address,), rehash=rehash)
     settings = svc.settings
-    token, claims = issue_token(svc.secret, name, credentials.generation, settings.jwt_ttl_seconds)
+    token, claims = issue_token(svc.secret, name, state.generation, settings.jwt_ttl_seconds)
     response = json({"token": token}, headers=NO_STORE)
     _set_cookies(response, request, settings, token, claims.csrf or "", settings.jwt_ttl_seconds)
     return response
@@ -66,8 +71,7 @@ async def logout(request: Request) -> HTTPResponse:
             claims = svc.verify_token(token)
         except TokenError:
             continue
-        ttl = claims.expires_at - int(time.time()) + svc.settings.jwt_leeway_seconds
-        await svc.sessions.revoke(session_of(claims), ttl)
+        await svc.sessions.revoke(session_of(claims), svc.revocation_ttl(claims))
     response = json({"status": "logged out"}, headers=NO_STORE)
     _set_cookies(response, request, svc.settings, "", "", 0)
     return response
