@@ -10,8 +10,9 @@ from sanic.worker.loader import AppLoader
 
 from api.app import create_app
 from api.logs import configure_logging
+from api.server import BoundedHttpProtocol
 from api.settings import Settings, SettingsError
-from api.startup import StartupError, prepare
+from api.startup import StartupError, check_port, prepare
 
 
 def main() -> int:
@@ -19,6 +20,7 @@ def main() -> int:
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_level)
+        check_port(settings.host, settings.port)
         settings = prepare(settings)
     except (SettingsError, StartupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -32,6 +34,7 @@ def main() -> int:
             single_process=True,
             access_log=False,
             motd=False,
+            protocol=BoundedHttpProtocol,
         )
         Sanic.serve_single(app)
         return 0
@@ -43,6 +46,7 @@ def main() -> int:
         workers=settings.workers,
         access_log=False,
         motd=False,
+        protocol=BoundedHttpProtocol,
     )
     Sanic.serve(primary=app, app_loader=loader)
     return 0

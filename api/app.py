@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from sanic import Sanic
+from sanic import Request, Sanic
 from sanic.config import Config
+from sanic_ext import openapi
 from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from api import middleware
@@ -75,7 +77,9 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
     _describe_api(app)
     for routes in (auth, messages, health):
         app.blueprint(routes.blueprint(settings))
+    _answer_head_like_get(app)
     access_log = AccessLog() if settings.access_log else None
+    app.ctx.stopping = False
     middleware.register(app, access_log=access_log)
 
     @app.before_server_start
@@ -87,6 +91,11 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
         app.ctx.owns_redis = redis is None
         await initialize(client)
         app.ctx.services = Services.build(settings, client)
+
+    @app.before_server_stop
+    async def stop_taking_requests(app: App) -> None:
+        # From now on /readyz answers 503 and every response closes its connection.
+        app.ctx.stopping = True
 
     @app.after_server_stop
     async def close_storage(app: App) -> None:
@@ -100,6 +109,27 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
             await services.redis.aclose()
 
     return app
+
+
+def _answer_head_like_get(app: App) -> None:
+    """HEAD wherever GET is (RFC 9110 9.3.2): the same handler, its body left unsent by Sanic.
+    Undocumented, as HEAD goes without saying."""
+    for route in list(app.router.routes):
+        if "GET" not in route.methods or "HEAD" in route.methods:
+            continue
+
+        async def head(
+            request: Request, *args: Any, handler: Any = route.handler, **kwargs: Any
+        ) -> Any:
+            response = handler(request, *args, **kwargs)
+            return await response if inspect.isawaitable(response) else response
+
+        app.add_route(
+            openapi.exclude()(head),
+            f"/{route.path}",
+            methods=["HEAD"],
+            name=f"head_{route.name.rpartition('.')[2]}",
+        )
 
 
 def _describe_api(app: App) -> None:

@@ -104,8 +104,9 @@ ERRORS = {
     415: "The body is not `application/json` (`unsupported_media_type`).",
     422: "A field is missing or wrong (`validation_error`); the message names it.",
     429: "Too many attempts (`rate_limited`); see Retry-After.",
-    503: "Redis is unavailable (`storage_unavailable`), or too many logins are waiting for a "
-    "password check (`busy`); see Retry-After.",
+    503: "Redis is unavailable or refuses writes (`storage_unavailable`), too many logins are "
+    "waiting for a password check (`busy`), or the service is shutting down (`shutting_down`); "
+    "see Retry-After.",
 }
 
 # Alternatives: any one of them authenticates.

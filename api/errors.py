@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 
 from sanic import HTTPResponse, Request
-from sanic.exceptions import SanicException
+from sanic.exceptions import RequestCancelled, SanicException
 from sanic.handlers import ErrorHandler
 
 from api.hashing import HasherBusy
@@ -23,6 +23,8 @@ from storage.errors import (
 
 logger = logging.getLogger("api.errors")
 
+# nginx's status for a request whose client hung up before the answer: never sent, only logged.
+CLIENT_CLOSED_REQUEST = 499
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 
@@ -48,6 +50,10 @@ class ValidationError(ApiError):
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(422, "validation_error", f"{field}: {problem}")
+
+
+class ShuttingDown(Exception):
+    """The service has been asked to stop: it finishes what is in flight and takes no more."""
 
 
 def unauthorized(code: str, message: str) -> ApiError:
@@ -98,6 +104,12 @@ def to_api_error(exc: BaseException) -> ApiError:
             return ApiError(
                 503, "busy", "too many logins at once, try again shortly", {"Retry-After": "1"}
             )
+        case ShuttingDown():
+            return ApiError(
+                503, "shutting_down", "the service is shutting down", {"Retry-After": "1"}
+            )
+        case RequestCancelled():
+            return ApiError(CLIENT_CLOSED_REQUEST, "client_closed_request", "the client hung up")
         case StorageUnavailable():
             return ApiError(
                 503,
@@ -126,7 +138,9 @@ class JsonErrorHandler(ErrorHandler):
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
         """Log unexpected errors with their traceback; answer all of them as JSON."""
         error = to_api_error(exception)
-        if error.status >= 500 and error.code == "internal_error":
+        if error.status == CLIENT_CLOSED_REQUEST:
+            logger.info("client hung up before the answer to %s %s", request.method, request.path)
+        elif error.status >= 500 and error.code == "internal_error":
             logger.error(
                 "unhandled error on %s %s",
                 request.method,

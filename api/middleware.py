@@ -7,6 +7,7 @@ import secrets
 import time
 
 from sanic import Request, Sanic
+from sanic.http import Http
 from sanic.response import BaseHTTPResponse
 
 from api.errors import ApiError
@@ -46,6 +47,10 @@ def register(app: Sanic, *, access_log: AccessLog | None) -> None:  # type: igno
         require_json(request)
 
     async def finish(request: Request, response: BaseHTTPResponse) -> None:
+        if app.ctx.stopping and isinstance(request.stream, Http):
+            # Shutting down: answer, then close, so a busy keep-alive client moves elsewhere
+            # instead of being cut off mid-request when the grace period ends.
+            request.stream.keep_alive = False
         request_id = getattr(request.ctx, "request_id", None)
         if request_id is None:  # the request failed before its middleware ran (e.g. 413)
             request_id = f"{prefix}{next(numbers) & 0xFFFFFFFF:08x}"

@@ -9,6 +9,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from redis.connection import parse_url
 
 from storage.connection import MEMORY_URL
 
@@ -99,6 +102,8 @@ class Settings:
         ):
             _check(value >= 1, name, "must be at least 1")
         _check(self.proxies_count >= 0, "PROXIES_COUNT", "must be 0 or more")
+        if self.redis_url is not None and self.redis_url != MEMORY_URL:
+            _check_redis_url(self.redis_url)
         _check(
             not self.redis_cluster or (self.redis_url or MEMORY_URL) != MEMORY_URL,
             "REDIS_CLUSTER",
@@ -188,6 +193,34 @@ def _check_secret(name: str, secret: str) -> None:
         "looks like a placeholder, not a random secret; generate one with "
         "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`",
     )
+
+
+REDIS_URL_FORMS = (
+    "redis://[[user]:password@]host[:port][/db], rediss://... (TLS), unix:///path/to/socket "
+    "or memory://"
+)
+
+
+def _check_redis_url(url: str) -> None:
+    # The URL may hold a password: no message repeats it.
+    scheme = url.partition("://")[0] if "://" in url else ""
+    _check(
+        scheme in ("redis", "rediss", "unix"),
+        "REDIS_URL",
+        f"must be a URL of one of the forms {REDIS_URL_FORMS}; "
+        + (f"{scheme}:// is not one" if scheme else "it has no scheme (add redis://)"),
+    )
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise SettingsError(f"REDIS_URL is not a valid Redis URL: {exc}") from None
+    if scheme != "unix":
+        path = urlsplit(url).path.strip("/")
+        _check(
+            path == "" or path.isdigit(),
+            "REDIS_URL",
+            "must end with a database number (/0, /1...) or nothing after the host",
+        )
 
 
 def _text(name: str, raw: str) -> str:

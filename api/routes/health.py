@@ -5,10 +5,10 @@ from __future__ import annotations
 from sanic import Blueprint, HTTPResponse, Request
 
 from api import docs
+from api.errors import ShuttingDown
 from api.responses import json
 from api.services import services
 from api.settings import Settings
-from storage.connection import ping
 
 
 async def healthz(request: Request) -> HTTPResponse:
@@ -17,8 +17,12 @@ async def healthz(request: Request) -> HTTPResponse:
 
 
 async def readyz(request: Request) -> HTTPResponse:
-    """Answer 200 when Redis answers PING, else 503 storage_unavailable."""
-    await ping(services(request).redis)
+    """Answer 200 when Redis accepts a write, else 503 storage_unavailable; 503 shutting_down
+    once the service is stopping."""
+    if not request.app.ctx.stopping:
+        await services(request).health.check_writable()
+    if request.app.ctx.stopping:  # also when it began while Redis was asked
+        raise ShuttingDown
     return json({"status": "ready"})
 
 
@@ -42,9 +46,9 @@ def blueprint(settings: Settings) -> Blueprint:
         "/readyz",
         readyz,
         docs.Doc(
-            "Readiness: 200 when Redis answers PING",
+            "Readiness: 200 when Redis accepts writes",
             "health",
-            ok=(200, docs.STATUS_REPLY, "Redis answers."),
+            ok=(200, docs.STATUS_REPLY, "Redis accepts writes."),
             errors=(503,),
         ),
     )
