@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -12,43 +13,69 @@ from sanic import Request
 from api.errors import ApiError, ValidationError
 
 NAME_MAX_CHARS = 64
+NAME_RULE = (
+    f"must be 1-{NAME_MAX_CHARS} letters, digits, underscores, dots or hyphens, "
+    "with at least one letter or digit"
+)
 PASSWORD_MIN_CHARS = 8
 PASSWORD_MAX_CHARS = 1024
 
 
 _MARKS = frozenset({"Mn", "Mc", "Me"})
+# Letters and marks that show nothing (Unicode's Default_Ignorable_Code_Point among them: Hangul
+# fillers, variation selectors, the combining grapheme joiner...): a name of them looks empty.
+_INVISIBLE = frozenset(
+    {
+        *(0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0),
+        *range(0x180B, 0x1810),
+        *range(0xFE00, 0xFE10),
+        *range(0xE0100, 0xE01F0),
+        *range(0x1D173, 0x1D17B),
+    }
+)
+
+
+def _letter_or_digit(char: str) -> bool:
+    """A visible letter or digit: a name needs at least one."""
+    return char.isalnum() and ord(char) not in _INVISIBLE
 
 
 def _name_character(char: str) -> bool:
-    """A letter, digit or combining mark (a decomposed letter's accent), "_", "." or "-": never
-    "{", "}", ":" or "*", which keys rely on."""
+    """A visible letter, digit or combining mark (a decomposed letter's accent), "_", "." or "-":
+    never "{", "}", ":" or "*", which keys rely on."""
+    if ord(char) in _INVISIBLE:
+        return False
     return char.isalnum() or char in "_.-" or unicodedata.category(char) in _MARKS
 
 
-def _name_characters() -> str:
-    """The name characters of Unicode's Basic Multilingual Plane as the body of a regex character
-    class, written as ranges of the characters themselves so that Python and ECMA-262 (the
-    dialect of OpenAPI's `pattern`) read it alike: their `\\w` differ (ECMA-262's is ASCII only)."""
+def _character_class(member: Callable[[str], bool]) -> str:
+    """The characters of Unicode's Basic Multilingual Plane that are `member`s as the body of a
+    regex character class, written as ranges of the characters themselves so that Python and
+    ECMA-262 (the dialect of OpenAPI's `pattern`) read it alike: their `\\w` differ (ECMA-262's
+    is ASCII only)."""
     ranges: list[str] = []
     start: int | None = None
     for point in range(0x10001):
-        inside = point < 0x10000 and chr(point) != "-" and _name_character(chr(point))
+        inside = point < 0x10000 and chr(point) != "-" and member(chr(point))
         if inside and start is None:
             start = point
         elif not inside and start is not None:
             first, last = chr(start), chr(point - 1)
             ranges.append(first if first == last else f"{first}-{last}")
             start = None
-    return "".join(ranges) + "\\-"  # "-" last and escaped: a literal, not a range
+    dash = "\\-" if member("-") else ""  # last and escaped: a literal, not a range
+    return "".join(ranges) + dash
 
 
-_NAME_CHARACTERS = _name_characters()
-# The rule the OpenAPI document states, and the one the server checks, on the name as sent.
-NAME_PATTERN = f"^[{_NAME_CHARACTERS}]+$"
-_NAME = re.compile(f"[{_NAME_CHARACTERS}]+")
+_NAME_CHARACTERS = _character_class(_name_character)
+_LETTERS_AND_DIGITS = _character_class(_letter_or_digit)
+# The rule the OpenAPI document states, and the one the server checks, on the name as sent:
+# name characters, at least one of them a letter or digit.
+NAME_PATTERN = f"^[{_NAME_CHARACTERS}]*[{_LETTERS_AND_DIGITS}][{_NAME_CHARACTERS}]*$"
+_NAME = re.compile(NAME_PATTERN[1:-1])
 # "last N" asks for the N newest messages; N is ASCII decimal, whitespace around is allowed.
 _LAST_N = re.compile(r"\s*last\s+([0-9]+)\s*")
-# More digits than this cannot be a real count; clamp instead of parsing a huge number.
+# More significant digits than this cannot be a real count: clamp instead of parsing the number.
 _MAX_COUNT_DIGITS = 9
 
 
@@ -73,7 +100,8 @@ def _string(data: dict[str, Any], field: str) -> str:
 
 
 def name(data: dict[str, Any], field: str = "name") -> str:
-    """The user name: 1-64 Unicode letters, digits, "_", "." or "-" as sent, NFC-normalised."""
+    """The user name: 1-64 visible Unicode letters, digits, "_", "." or "-" as sent, at least one
+    a letter or digit; NFC-normalised. Case and look-alikes are kept: see the README."""
     sent = _string(data, field)
     value = unicodedata.normalize("NFC", sent)
     # The documented rule applies to the name as sent. Normalising may leave the Basic Multilingual
@@ -82,10 +110,9 @@ def name(data: dict[str, Any], field: str = "name") -> str:
         len(sent) <= NAME_MAX_CHARS
         and _NAME.fullmatch(sent)
         and all(_name_character(char) for char in value)
+        and any(_letter_or_digit(char) for char in value)
     ):
-        raise ValidationError(
-            field, f"must be 1-{NAME_MAX_CHARS} letters, digits, underscores, dots or hyphens"
-        )
+        raise ValidationError(field, NAME_RULE)
     return value
 
 
@@ -119,8 +146,7 @@ def last_count(text_value: str, cap: int) -> int | None:
     match = _LAST_N.fullmatch(text_value)
     if match is None:
         return None
-    digits = match.group(1)
-    count = cap if len(digits) > _MAX_COUNT_DIGITS else int(digits)
+    count = _bounded_int(match.group(1), cap)
     if count == 0:
         raise ValidationError("text", "last N needs N of at least 1")
     return min(count, cap)
@@ -134,9 +160,18 @@ def limit(request: Request, *, default: int, maximum: int) -> int:
     if len(values) > 1:
         raise ValidationError("limit", "must be given once")
     raw = values[0]
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= _MAX_COUNT_DIGITS):
+    if not (raw.isascii() and raw.isdigit()):
         raise ValidationError("limit", f"must be an integer from 1 to {maximum}")
-    value = int(raw)
+    value = _bounded_int(raw, maximum + 1)  # anything above the maximum is refused alike
     if not 1 <= value <= maximum:
         raise ValidationError("limit", f"must be an integer from 1 to {maximum}")
     return value
+
+
+def _bounded_int(digits: str, cap: int) -> int:
+    """The value of ASCII `digits` (leading zeros allowed), or `cap` if it is larger; never
+    parses more than a few digits, however many are sent."""
+    significant = digits.lstrip("0")
+    if len(significant) > _MAX_COUNT_DIGITS:
+        return cap
+    return min(int(significant or "0"), cap)

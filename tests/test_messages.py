@@ -71,7 +71,9 @@ def test_last_n_beyond_history_returns_all_and_empty_returns_empty(api: Api) -> 
     assert api.send(token, "last 999999999999999999999").json == {"1": "only"}
 
 
-@pytest.mark.parametrize("text", ["last 2", "  last 2  ", "last\t2", "last 02", "\nlast   2\n"])
+@pytest.mark.parametrize(
+    "text", ["last 2", "  last 2  ", "last\t2", "last 02", "\nlast   2\n", "last 0000000002"]
+)
 def test_last_n_forms(api: Api, text: str) -> None:
     token = api.user("alice")
     api.send(token, "a")
@@ -89,7 +91,7 @@ def test_texts_that_are_ordinary_messages(api: Api, text: str) -> None:
     assert api.send(token, "last 1").json == {"1": text}
 
 
-@pytest.mark.parametrize("text", ["last 0", "last 000", " last 0 "])
+@pytest.mark.parametrize("text", ["last 0", "last 000", " last 0 ", "last " + "0" * 4000])
 def test_last_zero_is_422(api: Api, text: str) -> None:
     token = api.user("alice")
     response = api.send(token, text)
@@ -144,6 +146,14 @@ def test_unicode_and_long_texts_round_trip(api: Api) -> None:
     assert api.send(token, "last 1").json == {"1": text}
 
 
+def test_limit_with_leading_zeros_is_its_value(api: Api) -> None:
+    token = api.user("alice")
+    for text in ("a", "b", "c"):
+        api.send(token, text)
+    response = api.get("/messages/?limit=0000000002", headers={"token": token})
+    assert [m["text"] for m in response.json["messages"]] == ["c", "b"]
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [
@@ -154,6 +164,7 @@ def test_unicode_and_long_texts_round_trip(api: Api) -> None:
         ("limit=", "limit: must be an integer from 1 to 50"),
         ("limit=1.5", "limit: must be an integer from 1 to 50"),
         ("limit=99999999999999999999", "limit: must be an integer from 1 to 50"),
+        ("limit=0000000000", "limit: must be an integer from 1 to 50"),
         ("limit=1&limit=2", "limit: must be given once"),
     ],
 )
