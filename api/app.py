@@ -17,7 +17,7 @@ from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 from api import middleware
 from api.errors import JsonErrorHandler
 from api.logs import AccessLog, configure_logging
-from api.routes import auth, health, messages
+from api.routes import auth, docs_ui, health, messages
 from api.services import Services
 from api.settings import Settings
 from storage.connection import MEMORY_URL, Client, create_redis, initialize
@@ -29,11 +29,27 @@ DESCRIPTION = """Sign up, log in to get a JWT (in the body and an HttpOnly cooki
 with it, ask for your last N messages, and log out so that the token stops working everywhere.
 
 Authenticate with the `token` header, `Authorization: Bearer <token>`, or the `token` cookie.
-Every error is `{"error": "<code>", "message": "<text>"}`."""
+Every error is `{"error": "<code>", "message": "<text>"}`; each operation lists its codes.
+
+**Trying it here**: call `POST /login/`, copy the `token` from the answer, press **Authorize**
+and paste it into `tokenHeader` (or `bearer`). Swagger UI cannot send the `X-CSRF-Token` header
+that a cookie-authenticated request needs to change state, so after a login in this page (which
+also sets the cookies) `POST /message/` with the cookie alone answers 403 `csrf_failed`: use
+the token header."""
 
 App = Sanic[Config, SimpleNamespace]
 
 _app_numbers = itertools.count()
+
+
+class OpenAPIDocument(OpenAPIExtension):  # type: ignore[no-untyped-call]
+    """sanic-ext's OpenAPI extension without its UIs (whose start-up line links to one)."""
+
+    name = "apidocument"
+
+    def label(self) -> str:
+        """What the start-up log shows for the extension."""
+        return "/docs/openapi.json (UI at /docs)"
 
 
 def _dumps(value: Any, **_: Any) -> bytes:
@@ -66,17 +82,23 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
             "PROXIES_COUNT": settings.proxies_count,
         }
     )
-    # Of Sanic Extensions only the OpenAPI document and its Swagger UI: the others (dependency
-    # injection, automatic HEAD/OPTIONS routes, CORS...) would cost time on every request, or at
-    # every start, for nothing this API uses.
+    # Of Sanic Extensions only the OpenAPI document: the others (dependency injection, automatic
+    # HEAD/OPTIONS routes, CORS...) would cost time on every request, or at every start, for
+    # nothing this API uses, and its UIs load their files from CDNs (docs_ui serves its own).
     app.extend(
         built_in_extensions=False,
-        extensions=[OpenAPIExtension],
-        config={"oas_ui_default": "swagger", "oas_url_prefix": "/docs"},
+        extensions=[OpenAPIDocument],
+        config={
+            "oas_ui_default": None,
+            "oas_ui_redoc": False,
+            "oas_ui_swagger": False,
+            "oas_url_prefix": "/docs",
+        },
     )
     _describe_api(app)
     for routes in (auth, messages, health):
         app.blueprint(routes.blueprint(settings))
+    app.blueprint(docs_ui.blueprint())
     _answer_head_like_get(app)
     access_log = AccessLog() if settings.access_log else None
     app.ctx.stopping = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ from sanic_ext import openapi
 from sanic_ext.extensions.openapi.builders import OperationStore
 from sanic_ext.extensions.openapi.types import Integer
 
+from api.errors import ErrorCode
 from api.validation import (
     NAME_MAX_CHARS,
     NAME_PATTERN,
@@ -28,8 +29,10 @@ NAME: Schema = {
     "minLength": 1,
     "maxLength": NAME_MAX_CHARS,
     "pattern": NAME_PATTERN,
-    "description": "Letters and digits (with their combining marks) of Unicode's Basic "
-    "Multilingual Plane, `_`, `.` or `-`; stored NFC-normalised.",
+    "description": f"1 to {NAME_MAX_CHARS} letters or digits of any script (of Unicode's Basic "
+    "Multilingual Plane, with their accents), `_`, `.` or `-`, with at least one letter or "
+    "digit: `alice`, `Zoé_1`, `李小龍`. Case counts (`Alice` is another user). Stored "
+    "NFC-normalised. The `pattern` states the same rule for machines.",
     "example": "alice",
 }
 PASSWORD: Schema = {
@@ -50,7 +53,10 @@ def obj(properties: Mapping[str, Schema], *required: str, closed: bool = True) -
     }
 
 
-CREDENTIALS = obj({"name": NAME, "password": PASSWORD}, "name", "password", closed=False)
+CREDENTIALS = {
+    **obj({"name": NAME, "password": PASSWORD}, "name", "password", closed=False),
+    "example": {"name": "alice", "password": "correct horse battery"},
+}
 
 
 def message_body(max_chars: int) -> Schema:
@@ -68,7 +74,7 @@ def message_body(max_chars: int) -> Schema:
         },
         "text",
         closed=False,
-    )
+    ) | {"example": {"text": "hello"}}
 
 
 NAME_REPLY = obj({"name": {"type": "string"}}, "name")
@@ -92,22 +98,44 @@ MESSAGES_REPLY = obj(
     },
     "messages",
 )
-ERROR = obj({"error": {"type": "string"}, "message": {"type": "string"}}, "error", "message")
+# The error codes of a route that needs a token, and of one that reads a JSON body.
+AUTH_ERRORS = (
+    ErrorCode.MISSING_TOKEN,
+    ErrorCode.INVALID_TOKEN,
+    ErrorCode.TOKEN_EXPIRED,
+    ErrorCode.TOKEN_REVOKED,
+)
+BODY_ERRORS = (
+    ErrorCode.INVALID_JSON,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    ErrorCode.VALIDATION_ERROR,
+)
 
-ERRORS = {
-    400: "The body is not valid JSON (`invalid_json`).",
-    401: "Missing (`missing_token`), invalid (`invalid_token`), expired (`token_expired`) "
-    "or revoked (`token_revoked`) token.",
-    403: "`name` differs from the token's user (`name_mismatch`), or a cookie-authenticated "
-    "request lacks the right X-CSRF-Token (`csrf_failed`).",
-    409: "The name is taken (`name_taken`).",
-    415: "The body is not `application/json` (`unsupported_media_type`).",
-    422: "A field is missing or wrong (`validation_error`); the message names it.",
-    429: "Too many attempts (`rate_limited`); see Retry-After.",
-    503: "Redis is unavailable or refuses writes (`storage_unavailable`), too many logins are "
-    "waiting for a password check (`busy`), or the service is shutting down (`shutting_down`); "
-    "see Retry-After.",
-}
+
+def error_responses(codes: Sequence[ErrorCode]) -> dict[int, tuple[Schema, str]]:
+    """By status: the error body (its `error` one of that status's codes) and a description
+    listing what each code means."""
+    by_status: dict[int, list[ErrorCode]] = {}
+    for code in codes:
+        by_status.setdefault(code.status, []).append(code)
+    return {
+        status: (
+            {
+                **obj(
+                    {
+                        "error": {"type": "string", "enum": [c.code for c in group]},
+                        "message": {"type": "string"},
+                    },
+                    "error",
+                    "message",
+                ),
+                "example": {"error": group[0].code, "message": "a human-readable explanation"},
+            },
+            " ".join(f"`{c.code}`: {c.meaning}" for c in group),
+        )
+        for status, group in sorted(by_status.items())
+    }
+
 
 # Alternatives: any one of them authenticates.
 SECURITY_SCHEMES = ("tokenHeader", "bearer", "cookie")
@@ -125,7 +153,7 @@ class Doc:
     summary: str
     tag: str
     ok: tuple[int, Schema, str]
-    errors: tuple[int, ...] = ()
+    errors: tuple[ErrorCode, ...] = ()
     body: Schema | None = None
     secured: bool = False
     also: tuple[tuple[int, Schema, str], ...] = ()
@@ -150,8 +178,8 @@ def add_route(bp: Blueprint, method: str, path: str, handler: Handler, doc: Doc)
     documented: Any = route
     for status, schema, description in (doc.ok, *doc.also):
         documented = openapi.response(status, json_content(schema), description)(documented)
-    for code in doc.errors:
-        documented = openapi.response(code, json_content(ERROR), ERRORS[code])(documented)
+    for status, (schema, description) in error_responses(doc.errors).items():
+        documented = openapi.response(status, json_content(schema), description)(documented)
     for name, schema, description in doc.query:
         documented = openapi.parameter(
             name, schema, "query", required=False, description=description

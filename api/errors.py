@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from enum import Enum
 
 from sanic import HTTPResponse, Request
 from sanic.exceptions import RequestCancelled, SanicException
@@ -23,24 +24,99 @@ from storage.errors import (
 
 logger = logging.getLogger("api.errors")
 
-# nginx's status for a request whose client hung up before the answer: never sent, only logged.
-CLIENT_CLOSED_REQUEST = 499
+
+class ErrorCode(Enum):
+    """Every error code the API answers with: its status and what it means. The raising code,
+    the error handler and the OpenAPI document all read this one list."""
+
+    INVALID_JSON = ("invalid_json", 400, "The body is not valid JSON.")
+    BAD_REQUEST = ("bad_request", 400, "The request is malformed HTTP.")
+    MISSING_TOKEN = ("missing_token", 401, "No token in the `token` header, Bearer or cookie.")
+    INVALID_TOKEN = (
+        "invalid_token",
+        401,
+        "The token is malformed, wrongly signed, of a user "
+        "that does not exist, or meant to live too long.",
+    )
+    TOKEN_EXPIRED = ("token_expired", 401, "The token has expired.")
+    TOKEN_REVOKED = (
+        "token_revoked",
+        401,
+        "The token was logged out, or its user logged out everywhere since it was issued.",
+    )
+    INVALID_CREDENTIALS = (
+        "invalid_credentials",
+        401,
+        "Wrong name or password (the same answer whether or not the name exists).",
+    )
+    CSRF_FAILED = (
+        "csrf_failed",
+        403,
+        "A cookie-authenticated request that changes state lacks the right `X-CSRF-Token`.",
+    )
+    NAME_MISMATCH = ("name_mismatch", 403, "`name` differs from the token's user.")
+    NOT_FOUND = ("not_found", 404, "No such path.")
+    METHOD_NOT_ALLOWED = (
+        "method_not_allowed",
+        405,
+        "The path does not take this method (see `Allow`).",
+    )
+    REQUEST_TIMEOUT = ("request_timeout", 408, "The request did not arrive whole in time.")
+    NAME_TAKEN = ("name_taken", 409, "A user with this name already exists.")
+    PAYLOAD_TOO_LARGE = ("payload_too_large", 413, "The body is larger than allowed.")
+    UNSUPPORTED_MEDIA_TYPE = (
+        "unsupported_media_type",
+        415,
+        "A body that is not `application/json`.",
+    )
+    RANGE_NOT_SATISFIABLE = ("range_not_satisfiable", 416, "The range cannot be served.")
+    EXPECTATION_FAILED = ("expectation_failed", 417, "The expectation cannot be met.")
+    VALIDATION_ERROR = (
+        "validation_error",
+        422,
+        "A field is missing or wrong; the message names it.",
+    )
+    RATE_LIMITED = (
+        "rate_limited",
+        429,
+        "Too many attempts; try again after `Retry-After` seconds.",
+    )
+    CLIENT_CLOSED_REQUEST = (
+        "client_closed_request",
+        499,
+        "The client hung up before the answer (logged only, never sent).",
+    )
+    INTERNAL_ERROR = ("internal_error", 500, "An unexpected error (a bug).")
+    STORAGE_UNAVAILABLE = (
+        "storage_unavailable",
+        503,
+        "Redis is unreachable, hanging or refusing writes; see `Retry-After`.",
+    )
+    BUSY = ("busy", 503, "Too many logins are waiting for a password check; see `Retry-After`.")
+    SHUTTING_DOWN = ("shutting_down", 503, "The service is shutting down.")
+    SERVICE_UNAVAILABLE = ("service_unavailable", 503, "The answer took too long.")
+    HTTP_ERROR = ("http_error", 400, "Another HTTP error.")
+
+    def __init__(self, code: str, status: int, meaning: str) -> None:
+        self.code = code
+        self.status = status
+        self.meaning = meaning
+
+
+RETRY_SOON = {"Retry-After": "1"}
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 
 class ApiError(Exception):
-    """An error answer: status, machine-readable code, human message and extra headers."""
+    """An error answer: its code (which gives the status), a human message and extra headers."""
 
     def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        headers: Mapping[str, str] | None = None,
+        self, code: ErrorCode, message: str, headers: Mapping[str, str] | None = None
     ) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
+        self.error = code
+        self.status = code.status
+        self.code = code.code
         self.message = message
         self.headers = dict(headers or {})
 
@@ -49,31 +125,34 @@ class ValidationError(ApiError):
     """The body or query is well-formed but a field is wrong: 422 naming the field."""
 
     def __init__(self, field: str, problem: str) -> None:
-        super().__init__(422, "validation_error", f"{field}: {problem}")
+        super().__init__(ErrorCode.VALIDATION_ERROR, f"{field}: {problem}")
 
 
 class ShuttingDown(Exception):
     """The service has been asked to stop: it finishes what is in flight and takes no more."""
 
 
-def unauthorized(code: str, message: str) -> ApiError:
+def unauthorized(code: ErrorCode, message: str) -> ApiError:
     """A 401 with the Bearer challenge."""
-    headers = {"WWW-Authenticate": "Bearer"} if code == "missing_token" else BEARER_CHALLENGE
-    return ApiError(401, code, message, headers)
+    headers = (
+        {"WWW-Authenticate": "Bearer"} if code is ErrorCode.MISSING_TOKEN else BEARER_CHALLENGE
+    )
+    return ApiError(code, message, headers)
 
 
 # Sanic's own exceptions, by status, get these codes.
 _SANIC_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    408: "request_timeout",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    416: "range_not_satisfiable",
-    417: "expectation_failed",
-    503: "service_unavailable",
+    400: ErrorCode.BAD_REQUEST,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    408: ErrorCode.REQUEST_TIMEOUT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    416: ErrorCode.RANGE_NOT_SATISFIABLE,
+    417: ErrorCode.EXPECTATION_FAILED,
+    503: ErrorCode.SERVICE_UNAVAILABLE,
 }
+_TOKEN_CODES = {"invalid_token": ErrorCode.INVALID_TOKEN, "token_expired": ErrorCode.TOKEN_EXPIRED}
 
 
 def to_api_error(exc: BaseException) -> ApiError:
@@ -82,45 +161,44 @@ def to_api_error(exc: BaseException) -> ApiError:
         case ApiError():
             return exc
         case TokenError():
-            return unauthorized(exc.code, str(exc))
+            return unauthorized(_TOKEN_CODES[exc.code], str(exc))
         case SessionRevoked():
-            return unauthorized("token_revoked", "the token has been revoked by a logout")
+            return unauthorized(ErrorCode.TOKEN_REVOKED, "the token has been revoked by a logout")
         case SessionEnded():
             return unauthorized(
-                "token_revoked", "the user has logged out everywhere since this token was issued"
+                ErrorCode.TOKEN_REVOKED,
+                "the user has logged out everywhere since this token was issued",
             )
         case UnknownUser():
-            return unauthorized("invalid_token", "the token's user does not exist")
+            return unauthorized(ErrorCode.INVALID_TOKEN, "the token's user does not exist")
         case NameTaken():
-            return ApiError(409, "name_taken", "a user with this name already exists")
+            return ApiError(ErrorCode.NAME_TAKEN, "a user with this name already exists")
         case RateLimited():
             return ApiError(
-                429,
-                "rate_limited",
+                ErrorCode.RATE_LIMITED,
                 "too many attempts, try again later",
                 {"Retry-After": str(exc.retry_after)},
             )
         case HasherBusy():
             return ApiError(
-                503, "busy", "too many logins at once, try again shortly", {"Retry-After": "1"}
+                ErrorCode.BUSY, "too many logins at once, try again shortly", RETRY_SOON
             )
         case ShuttingDown():
-            return ApiError(
-                503, "shutting_down", "the service is shutting down", {"Retry-After": "1"}
-            )
+            return ApiError(ErrorCode.SHUTTING_DOWN, "the service is shutting down", RETRY_SOON)
         case RequestCancelled():
-            return ApiError(CLIENT_CLOSED_REQUEST, "client_closed_request", "the client hung up")
+            return ApiError(ErrorCode.CLIENT_CLOSED_REQUEST, "the client hung up")
         case StorageUnavailable():
             return ApiError(
-                503,
-                "storage_unavailable",
+                ErrorCode.STORAGE_UNAVAILABLE,
                 "the data store is unavailable, try again shortly",
-                {"Retry-After": "1"},
+                RETRY_SOON,
             )
         case SanicException() if 400 <= exc.status_code < 600 and exc.status_code != 500:
-            code = _SANIC_CODES.get(exc.status_code, "http_error")
-            return ApiError(exc.status_code, code, str(exc.message or code), exc.headers)
-    return ApiError(500, "internal_error", "an unexpected error occurred")
+            code = _SANIC_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
+            error = ApiError(code, str(exc.message or code.code), exc.headers)
+            error.status = exc.status_code  # http_error stands for any status
+            return error
+    return ApiError(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred")
 
 
 def error_response(error: ApiError) -> HTTPResponse:
@@ -138,9 +216,9 @@ class JsonErrorHandler(ErrorHandler):
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
         """Log unexpected errors with their traceback; answer all of them as JSON."""
         error = to_api_error(exception)
-        if error.status == CLIENT_CLOSED_REQUEST:
+        if error.error is ErrorCode.CLIENT_CLOSED_REQUEST:
             logger.info("client hung up before the answer to %s %s", request.method, request.path)
-        elif error.status >= 500 and error.code == "internal_error":
+        elif error.error is ErrorCode.INTERNAL_ERROR:
             logger.error(
                 "unhandled error on %s %s",
                 request.method,

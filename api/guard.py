@@ -9,7 +9,7 @@ from typing import Any
 
 from sanic import HTTPResponse, Request
 
-from api.errors import ApiError, unauthorized
+from api.errors import ApiError, ErrorCode, unauthorized
 from api.security import TokenClaims
 from api.services import services
 from storage.models import Session
@@ -33,7 +33,9 @@ def header_token(request: Request) -> str | None:
         return None
     scheme, _, credentials = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
-        raise unauthorized("invalid_token", "the Authorization header must be 'Bearer <token>'")
+        raise unauthorized(
+            ErrorCode.INVALID_TOKEN, "the Authorization header must be 'Bearer <token>'"
+        )
     return credentials.strip()
 
 
@@ -62,7 +64,9 @@ def authenticate(request: Request) -> TokenClaims:
         return svc.verify_token(token)
     token = cookie_token(request)
     if token is None:
-        raise unauthorized("missing_token", "a token is required (token header, Bearer or cookie)")
+        raise unauthorized(
+            ErrorCode.MISSING_TOKEN, "a token is required (token header, Bearer or cookie)"
+        )
     claims = svc.verify_token(token)
     if svc.settings.csrf_protection and request.method not in SAFE_METHODS:
         check_csrf(request, claims)
@@ -74,8 +78,7 @@ def check_csrf(request: Request, claims: TokenClaims) -> None:
     sent: str = request.headers.get(CSRF_HEADER, "")
     if not (claims.csrf and sent and hmac.compare_digest(sent.encode(), claims.csrf.encode())):
         raise ApiError(
-            403,
-            "csrf_failed",
+            ErrorCode.CSRF_FAILED,
             "a cookie-authenticated request that changes state needs the X-CSRF-Token header "
             "set to the csrf_token cookie",
         )

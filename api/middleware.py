@@ -10,7 +10,7 @@ from sanic import Request, Sanic
 from sanic.http import Http
 from sanic.response import BaseHTTPResponse
 
-from api.errors import ApiError
+from api.errors import ApiError, ErrorCode
 from api.logs import AccessLog
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -30,7 +30,7 @@ def require_json(request: Request) -> None:
         media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media_type != "application/json":
             raise ApiError(
-                415, "unsupported_media_type", "the request body must be application/json"
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE, "the request body must be application/json"
             )
 
 

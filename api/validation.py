@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from sanic import Request
 
-from api.errors import ApiError, ValidationError
+from api.errors import ApiError, ErrorCode, ValidationError
 
 NAME_MAX_CHARS = 64
 NAME_RULE = (
@@ -84,7 +84,7 @@ def json_object(request: Request) -> dict[str, Any]:
     try:
         data = orjson.loads(request.body)
     except orjson.JSONDecodeError:
-        raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+        raise ApiError(ErrorCode.INVALID_JSON, "the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ValidationError("body", "must be a JSON object")
     return data

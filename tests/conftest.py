@@ -510,3 +510,77 @@ def start_service(env: dict[str, str], *, wait: bool = True) -> Service:
             raise AssertionError(f"service did not start:\n{service.stop()}")
         time.sleep(0.1)
     return service
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    """Debian's chromium (or CHROMIUM); skip (or, in CI, fail) when there is none."""
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    if path is None:
+        message = "no chromium installed (apt-get install chromium; CHROMIUM=path to use another)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI must install it)")
+        pytest.skip(message)
+    return path
+
+
+@dataclass
+class BrowserPage:
+    """A Chromium page that may reach `origin` only; what else it asked for, and every console
+    error and policy violation, are recorded for the test to check."""
+
+    page: Any
+    origin: str
+    blocked: list[str]
+    errors: list[str]
+
+
+@pytest.fixture
+def browser_page(service_for_browser: Service) -> Iterator[BrowserPage]:
+    """A fresh headless Chromium page, with every request outside the service refused."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = chromium_path()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        origin = service_for_browser.url
+        blocked: list[str] = []
+        errors: list[str] = []
+
+        def only_the_service(route: Any) -> None:
+            url: str = route.request.url
+            if url.startswith(origin + "/") or url == origin:
+                route.continue_()
+            else:
+                blocked.append(url)
+                route.abort()
+
+        context.route("**/*", only_the_service)
+        page = context.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            yield BrowserPage(page, origin, blocked, errors)
+        finally:
+            context.close()
+            browser.close()
+
+
+@pytest.fixture
+def service_for_browser(redis_server: RedisServer) -> Iterator[Service]:
+    """The service on the private redis-server (emptied first), for a browser to use."""
+    redis_server.client().flushall()
+    running = start_service({"REDIS_URL": redis_server.url})
+    yield running
+    running.stop()

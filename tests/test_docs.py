@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -11,8 +12,8 @@ from tests.conftest import Api
 EXPECTED = {
     ("/signup", "post"): {"201", "400", "409", "415", "422", "429", "503"},
     ("/login", "post"): {"200", "400", "401", "415", "422", "429", "503"},
-    ("/logout", "post"): {"200", "503"},
-    ("/logout/all", "post"): {"200", "401", "403", "503"},
+    ("/logout", "post"): {"200", "415", "503"},
+    ("/logout/all", "post"): {"200", "401", "403", "415", "503"},
     ("/me", "get"): {"200", "401", "503"},
     ("/message", "post"): {"200", "201", "400", "401", "403", "415", "422", "503"},
     ("/messages", "get"): {"200", "401", "422", "503"},
@@ -53,7 +54,73 @@ def test_bodies_errors_and_security_are_described(spec: dict[str, Any]) -> None:
     assert set(schemes) == {"tokenHeader", "bearer", "cookie"}
 
 
-def test_swagger_ui_is_served(api: Api) -> None:
-    response = api.get("/docs")
-    assert response.status == 200
-    assert "swagger" in response.text.lower()
+def _error_codes(spec: dict[str, Any], path: str, method: str, status: str) -> list[str]:
+    response = spec["paths"][path][method]["responses"][status]
+    codes: list[str] = response["content"]["application/json"]["schema"]["properties"]["error"][
+        "enum"
+    ]
+    return codes
+
+
+def test_each_route_lists_only_its_own_error_codes(spec: dict[str, Any]) -> None:
+    assert _error_codes(spec, "/login", "post", "401") == ["invalid_credentials"]
+    assert _error_codes(spec, "/me", "get", "401") == [
+        "missing_token",
+        "invalid_token",
+        "token_expired",
+        "token_revoked",
+    ]
+    assert _error_codes(spec, "/message", "post", "403") == ["csrf_failed", "name_mismatch"]
+    assert _error_codes(spec, "/signup", "post", "503") == ["busy", "storage_unavailable"]
+    assert _error_codes(spec, "/readyz", "get", "503") == ["storage_unavailable", "shutting_down"]
+    described = spec["paths"]["/login"]["post"]["responses"]["401"]["description"]
+    assert described.startswith("`invalid_credentials`: Wrong name or password")
+
+
+def test_request_bodies_have_real_examples(spec: dict[str, Any]) -> None:
+    def example(path: str) -> Any:
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        return body["schema"]["example"]
+
+    assert example("/signup") == {"name": "alice", "password": "correct horse battery"}
+    assert example("/login") == {"name": "alice", "password": "correct horse battery"}
+    assert example("/message") == {"text": "hello"}
+    name = spec["paths"]["/signup"]["post"]["requestBody"]["content"]["application/json"]
+    rule = name["schema"]["properties"]["name"]
+    assert "at least one letter or digit" in rule["description"]
+    assert rule["pattern"].startswith("^[")
+
+
+def test_the_description_says_how_to_try_state_changing_calls(spec: dict[str, Any]) -> None:
+    description = spec["info"]["description"]
+    assert "cannot send the `X-CSRF-Token`" in description
+    assert "Authorize" in description
+
+
+def test_swagger_ui_is_served_by_the_service_under_a_strict_policy(api: Api) -> None:
+    page = api.get("/docs")
+    assert page.status == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    policy = page.headers["content-security-policy"]
+    assert policy.startswith("default-src 'self';")
+    assert "frame-ancestors 'none'" in policy
+    # Every script and stylesheet the page loads is the service's own.
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets == [
+        "/docs/assets/favicon-32x32.png",
+        "/docs/assets/swagger-ui.css",
+        "/docs/assets/swagger-ui-bundle.js",
+        "/docs/assets/docs.js",
+    ]
+    for asset in assets:
+        response = api.get(asset)
+        assert response.status == 200, asset
+        assert response.headers["content-security-policy"] == policy
+    assert "SwaggerUIBundle" in api.get("/docs/assets/swagger-ui-bundle.js").text
+    assert api.get("/docs/assets/nothing.js").status == 404
+    assert api.get("/docs/assets/..%2Fdocs.html").status == 404
+
+
+def test_sanic_ext_serves_no_ui_of_its_own(api: Api) -> None:
+    for path in ("/docs/swagger", "/docs/redoc", "/docs/oauth2-redirect.html"):
+        assert api.get(path).status == 404, path

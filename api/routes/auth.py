@@ -5,7 +5,7 @@ from __future__ import annotations
 from sanic import Blueprint, HTTPResponse, Request
 
 from api import docs, validation
-from api.errors import ApiError, unauthorized
+from api.errors import ApiError, ErrorCode, unauthorized
 from api.guard import (
     CSRF_COOKIE,
     TOKEN_COOKIE,
@@ -49,7 +49,7 @@ async def login(request: Request) -> HTTPResponse:
         password, state.password_hash, stored_costs=state.stored_costs
     )
     if not verdict.ok or state.password_hash is None:
-        raise unauthorized("invalid_credentials", "wrong name or password")
+        raise unauthorized(ErrorCode.INVALID_CREDENTIALS, "wrong name or password")
     rehash = None
     if verdict.needs_rehash:
         new_hash = await svc.hasher.hash(password)
@@ -144,7 +144,13 @@ def blueprint(settings: Settings) -> Blueprint:
             "Create a user",
             "auth",
             ok=(201, docs.NAME_REPLY, "The user was created."),
-            errors=(400, 409, 415, 422, 429, 503),
+            errors=(
+                *docs.BODY_ERRORS,
+                ErrorCode.NAME_TAKEN,
+                ErrorCode.RATE_LIMITED,
+                ErrorCode.BUSY,
+                ErrorCode.STORAGE_UNAVAILABLE,
+            ),
             body=docs.CREDENTIALS,
         ),
     )
@@ -161,7 +167,13 @@ def blueprint(settings: Settings) -> Blueprint:
                 docs.TOKEN_REPLY,
                 "Logged in; also sets the `token` and `csrf_token` cookies.",
             ),
-            errors=(400, 401, 415, 422, 429, 503),
+            errors=(
+                *docs.BODY_ERRORS,
+                ErrorCode.INVALID_CREDENTIALS,
+                ErrorCode.RATE_LIMITED,
+                ErrorCode.BUSY,
+                ErrorCode.STORAGE_UNAVAILABLE,
+            ),
             body=docs.CREDENTIALS,
         ),
     )
@@ -174,7 +186,7 @@ def blueprint(settings: Settings) -> Blueprint:
             "Log out: revoke the presented token and clear the cookies",
             "auth",
             ok=(200, docs.STATUS_REPLY, "Logged out (also when no valid token was presented)."),
-            errors=(503,),
+            errors=(ErrorCode.UNSUPPORTED_MEDIA_TYPE, ErrorCode.STORAGE_UNAVAILABLE),
         ),
     )
     docs.add_route(
@@ -186,7 +198,12 @@ def blueprint(settings: Settings) -> Blueprint:
             "Log out everywhere: end every session of the user issued until now",
             "auth",
             ok=(200, docs.STATUS_REPLY, "Every token of the user issued until now is invalid."),
-            errors=(401, 403, 503),
+            errors=(
+                *docs.AUTH_ERRORS,
+                ErrorCode.CSRF_FAILED,
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode.STORAGE_UNAVAILABLE,
+            ),
             secured=True,
         ),
     )
@@ -199,7 +216,7 @@ def blueprint(settings: Settings) -> Blueprint:
             "The user the token belongs to",
             "auth",
             ok=(200, docs.NAME_REPLY, "The token's user."),
-            errors=(401, 503),
+            errors=(*docs.AUTH_ERRORS, ErrorCode.STORAGE_UNAVAILABLE),
             secured=True,
         ),
     )

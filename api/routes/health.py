@@ -5,7 +5,7 @@ from __future__ import annotations
 from sanic import Blueprint, HTTPResponse, Request
 
 from api import docs
-from api.errors import ShuttingDown
+from api.errors import ErrorCode, ShuttingDown
 from api.responses import json
 from api.services import services
 from api.settings import Settings
@@ -49,7 +49,7 @@ def blueprint(settings: Settings) -> Blueprint:
             "Readiness: 200 when Redis accepts writes",
             "health",
             ok=(200, docs.STATUS_REPLY, "Redis accepts writes."),
-            errors=(503,),
+            errors=(ErrorCode.STORAGE_UNAVAILABLE, ErrorCode.SHUTTING_DOWN),
         ),
     )
     return bp

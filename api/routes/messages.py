@@ -5,7 +5,7 @@ from __future__ import annotations
 from sanic import Blueprint, HTTPResponse, Request
 
 from api import docs, validation
-from api.errors import ApiError
+from api.errors import ApiError, ErrorCode
 from api.guard import authenticated
 from api.responses import json
 from api.services import services
@@ -24,7 +24,7 @@ async def post_message(request: Request) -> HTTPResponse:
     claimed = validation.optional_name(data)
     session = request.ctx.session
     if claimed is not None and claimed != session.name:
-        raise ApiError(403, "name_mismatch", "name differs from the token's user")
+        raise ApiError(ErrorCode.NAME_MISMATCH, "name differs from the token's user")
     count = validation.last_count(text, svc.settings.message_history_limit)
     if count is None:
         await svc.messages.append_message(session, text)
@@ -57,7 +57,13 @@ def blueprint(settings: Settings) -> Blueprint:
             "messages",
             ok=(201, docs.STATUS_REPLY, "The message was stored."),
             also=((200, docs.LAST_REPLY, 'For `last N`: keys N down to "1", "1" the newest.'),),
-            errors=(400, 401, 403, 415, 422, 503),
+            errors=(
+                *docs.BODY_ERRORS,
+                *docs.AUTH_ERRORS,
+                ErrorCode.CSRF_FAILED,
+                ErrorCode.NAME_MISMATCH,
+                ErrorCode.STORAGE_UNAVAILABLE,
+            ),
             body=docs.message_body(settings.message_max_chars),
             secured=True,
         ),
@@ -71,7 +77,7 @@ def blueprint(settings: Settings) -> Blueprint:
             "Your newest messages, newest first",
             "messages",
             ok=(200, docs.MESSAGES_REPLY, "Up to `limit` messages, newest first."),
-            errors=(401, 422, 503),
+            errors=(*docs.AUTH_ERRORS, ErrorCode.VALIDATION_ERROR, ErrorCode.STORAGE_UNAVAILABLE),
             secured=True,
             query=(
                 (
