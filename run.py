@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
 from functools import partial
 
@@ -12,19 +14,22 @@ from api.app import create_app
 from api.logs import configure_logging
 from api.server import BoundedHttpProtocol
 from api.settings import Settings, SettingsError
-from api.startup import StartupError, check_port, prepare
+from api.startup import StartupError, check_port, prepare, prepare_metrics_dir
 
 
 def main() -> int:
     """Read the settings, settle Redis and the secret, then serve with the configured workers."""
     try:
         settings = Settings.from_env()
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         check_port(settings.host, settings.port)
         settings = prepare(settings)
+        settings, made_dir = prepare_metrics_dir(settings)
     except (SettingsError, StartupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if made_dir is not None:
+        atexit.register(shutil.rmtree, made_dir, ignore_errors=True)
     if settings.workers == 1:
         # One worker runs in this very process: no worker manager to start, signal or ack.
         app = create_app(settings)
@@ -40,6 +45,7 @@ def main() -> int:
         return 0
     loader = AppLoader(factory=partial(create_app, settings))
     app = loader.load()
+    configure_logging(settings.log_level, settings.log_format)  # over Sanic's own set-up
     app.prepare(
         host=settings.host,
         port=settings.port,

@@ -17,7 +17,9 @@ from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 from api import middleware
 from api.errors import JsonErrorHandler
 from api.logs import AccessLog, configure_logging
+from api.metrics import Metrics
 from api.routes import auth, docs_ui, health, messages
+from api.routes import metrics as metrics_route
 from api.services import Services
 from api.settings import Settings
 from storage.connection import MEMORY_URL, Client, create_redis, initialize
@@ -60,7 +62,6 @@ def _dumps(value: Any, **_: Any) -> bytes:
 def create_app(settings: Settings | None = None, *, redis: Client | None = None) -> App:
     """Build the app; `redis` injects a client (tests), else one is made from the settings."""
     settings = (settings or Settings.from_env()).with_generated_secret()
-    configure_logging(settings.log_level)  # in every worker process, not only the main one
     # Sanic keeps a registry of app names; a number keeps several apps in one process apart.
     number = next(_app_numbers)
     app = Sanic(
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
         dumps=_dumps,
         strict_slashes=False,
     )
+    # In every worker process, not only the main one; after Sanic has set up its handlers.
+    configure_logging(settings.log_level, settings.log_format)
     app.config.update(
         {
             "FALLBACK_ERROR_FORMAT": "json",
@@ -99,10 +102,14 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
     for routes in (auth, messages, health):
         app.blueprint(routes.blueprint(settings))
     app.blueprint(docs_ui.blueprint())
+    metrics = Metrics(settings.metrics_dir) if settings.metrics else None
+    if metrics is not None:
+        app.blueprint(metrics_route.blueprint(settings))
     _answer_head_like_get(app)
-    access_log = AccessLog() if settings.access_log else None
+    access_log = AccessLog(json=settings.log_format == "json") if settings.access_log else None
     app.ctx.stopping = False
-    middleware.register(app, access_log=access_log)
+    app.ctx.metrics = metrics
+    middleware.register(app, access_log=access_log, metrics=metrics)
 
     @app.before_server_start
     async def open_storage(app: App) -> None:
@@ -112,7 +119,9 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
             client = create_redis(url, cluster=settings.redis_cluster)
         app.ctx.owns_redis = redis is None
         await initialize(client)
-        app.ctx.services = Services.build(settings, client)
+        app.ctx.services = Services.build(settings, client, metrics)
+        if metrics is not None:
+            metrics.start()
 
     @app.before_server_stop
     async def stop_taking_requests(app: App) -> None:
@@ -125,6 +134,8 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
         services.hasher.close()
         if access_log is not None:
             access_log.flush()
+        if metrics is not None:
+            await metrics.stop()
         # The pipelined connection belongs to this app's loop, even with an injected client.
         await close_pipeline(services.redis)
         if app.ctx.owns_redis:

@@ -49,6 +49,11 @@ class ErrorCode(Enum):
         401,
         "Wrong name or password (the same answer whether or not the name exists).",
     )
+    METRICS_UNAUTHORIZED = (
+        "metrics_unauthorized",
+        401,
+        "/metrics needs the METRICS_TOKEN as a Bearer token.",
+    )
     CSRF_FAILED = (
         "csrf_failed",
         403,
@@ -216,6 +221,9 @@ class JsonErrorHandler(ErrorHandler):
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
         """Log unexpected errors with their traceback; answer all of them as JSON."""
         error = to_api_error(exception)
+        metrics = getattr(request.app.ctx, "metrics", None)
+        if metrics is not None:
+            metrics.inc("api_errors", (error.code,))
         if error.error is ErrorCode.CLIENT_CLOSED_REQUEST:
             logger.info("client hung up before the answer to %s %s", request.method, request.path)
         elif error.error is ErrorCode.INTERNAL_ERROR:

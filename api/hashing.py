@@ -8,6 +8,7 @@ import os
 import secrets
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,13 +55,22 @@ class PasswordHasher:
     priority than the event loop.
     """
 
-    def __init__(self, rounds: int, *, threads: int, queue_limit: int) -> None:
+    def __init__(
+        self,
+        rounds: int,
+        *,
+        threads: int,
+        queue_limit: int,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
         self.rounds = rounds
+        self._threads = threads
+        self._on_wait = on_wait
         self._executor = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="bcrypt", initializer=lower_thread_priority
         )
         self._capacity = threads + queue_limit
-        self._in_flight = 0
+        self.in_flight = 0  # running or waiting for a thread
         self._dummies: dict[int, str] = {}
 
     async def hash(self, password: str) -> str:
@@ -94,11 +104,24 @@ class PasswordHasher:
             dummy = self._dummies[cost] = await self._run(hash_password, password, cost)
         return dummy
 
+    @property
+    def waiting(self) -> int:
+        """Hashes and checks waiting for a thread."""
+        return max(0, self.in_flight - self._threads)
+
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        if self._in_flight >= self._capacity:
+        if self.in_flight >= self._capacity:
             raise HasherBusy
-        self._in_flight += 1
+        self.in_flight += 1
+        submitted = time.monotonic()
+
+        def timed() -> tuple[float, T]:
+            return time.monotonic() - submitted, fn(*args)
+
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            waited, result = await asyncio.get_running_loop().run_in_executor(self._executor, timed)
         finally:
-            self._in_flight -= 1
+            self.in_flight -= 1
+        if self._on_wait is not None:  # on the event loop, like every other tally
+            self._on_wait(waited)
+        return result

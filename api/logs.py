@@ -1,4 +1,4 @@
-"""Process-wide logging set-up, and the access log."""
+"""Process-wide logging set-up (text or one JSON object per line), and the access log."""
 
 from __future__ import annotations
 
@@ -6,22 +6,75 @@ import asyncio
 import logging
 import sys
 import time
-from typing import TextIO
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import orjson
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.server", "sanic.access")
+SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.server", "sanic.access", "sanic.websockets")
+# Fields a log call may add with `extra=`; JSON lines carry them.
+EXTRA_FIELDS = ("request_id", "method", "path", "route", "status", "duration_ms", "client", "user")
 
 
-def configure_logging(level: str) -> None:
-    """Send the `api` loggers to stderr and put them and Sanic's at `level`."""
+def iso_time(seconds: float) -> str:
+    """UTC time as ISO 8601 with milliseconds."""
+    whole = int(seconds)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{stamp}.{int((seconds - whole) * 1000):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, and the extra fields given."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        entry: dict[str, Any] = {
+            "time": iso_time(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in EXTRA_FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Send the `api` loggers to stderr, put them and Sanic's at `level`, and, for `json`, make
+    every handler of Sanic's and ours write JSON lines. Call again once Sanic has set up its own
+    handlers (it does when an app is made)."""
+    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(FORMAT)
     logger = logging.getLogger("api")
     if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(FORMAT))
-        logger.addHandler(handler)
+        logger.addHandler(logging.StreamHandler())
     logger.setLevel(level)
+    for handler in logger.handlers:
+        handler.setFormatter(formatter)
     for name in SANIC_LOGGERS:
-        logging.getLogger(name).setLevel(level)
+        sanic_logger = logging.getLogger(name)
+        sanic_logger.setLevel(level)
+        if log_format == "json":
+            for handler in sanic_logger.handlers:
+                handler.setFormatter(formatter)
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One answered request, as the access log tells it (never a query, header or body)."""
+
+    method: str
+    path: str
+    route: str
+    status: int
+    duration_ms: float
+    request_id: str
+    client: str
+    user: str | None = None
 
 
 class AccessLog:
@@ -34,21 +87,48 @@ class AccessLog:
 
     FLUSH_SECONDS = 0.05
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, json: bool = False) -> None:
         self._stream = stream
+        self._json = json
         self._lines: list[str] = []
         self._second = -1
         self._stamp = ""
 
-    def write(self, message: str) -> None:
-        """Queue `message` as a line with a timestamp; a flush follows within FLUSH_SECONDS."""
+    def write(self, access: Access) -> None:
+        """Queue a line for `access`; a flush follows within FLUSH_SECONDS."""
         now = time.time()
+        if not self._lines:
+            asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
+        if self._json:
+            self._lines.append(self._json_line(now, access))
+            return
         if int(now) != self._second:
             self._second = int(now)
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-        if not self._lines:
-            asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
-        self._lines.append(f"{self._stamp} INFO api.access: {message}\n")
+        user = f" user={access.user}" if access.user else ""
+        self._lines.append(
+            f"{self._stamp} INFO api.access: {access.method} {access.path} {access.status} "
+            f"{access.duration_ms:.1f}ms id={access.request_id} client={access.client}{user}\n"
+        )
+
+    @staticmethod
+    def _json_line(now: float, access: Access) -> str:
+        entry = {
+            "time": iso_time(now),
+            "level": "INFO",
+            "logger": "api.access",
+            "message": f"{access.method} {access.path} {access.status}",
+            "request_id": access.request_id,
+            "method": access.method,
+            "path": access.path,
+            "route": access.route,
+            "status": access.status,
+            "duration_ms": round(access.duration_ms, 1),
+            "client": access.client,
+        }
+        if access.user:
+            entry["user"] = access.user
+        return orjson.dumps(entry).decode() + "\n"
 
     def flush(self) -> None:
         """Write out every queued line."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import secrets
 import time
 
@@ -11,9 +12,13 @@ from sanic.http import Http
 from sanic.response import BaseHTTPResponse
 
 from api.errors import ApiError, ErrorCode
-from api.logs import AccessLog
+from api.logs import Access, AccessLog
+from api.metrics import Metrics
+from api.services import client_address
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# A caller's request id is kept when it is 1-128 visible ASCII characters.
+_REQUEST_ID = re.compile(r"[!-~]{1,128}")
 
 
 def has_body(request: Request) -> bool:
@@ -34,8 +39,28 @@ def require_json(request: Request) -> None:
             )
 
 
-def register(app: Sanic, *, access_log: AccessLog | None) -> None:  # type: ignore[type-arg]
-    """Install the middleware on `app`; with an AccessLog, write a line per request to it."""
+def route_of(request: Request) -> str:
+    """The route template that answered (`/message`), or `unmatched`: a label of few values."""
+    route = request.route
+    return f"/{route.path}" if route is not None else "unmatched"
+
+
+def incoming_request_id(request: Request) -> str | None:
+    """The caller's X-Request-ID when it is short and printable (kept and echoed), else None."""
+    sent: str | None = request.headers.get("x-request-id")
+    if sent is not None and _REQUEST_ID.fullmatch(sent):
+        return sent
+    return None
+
+
+def register(
+    app: Sanic,  # type: ignore[type-arg]
+    *,
+    access_log: AccessLog | None,
+    metrics: Metrics | None,
+) -> None:
+    """Install the middleware on `app`: security headers, request ids, and with an AccessLog a
+    line per request, with Metrics a tally of it."""
 
     # Request ids: a random prefix per process and a counter, unique without a syscall each.
     prefix = secrets.token_hex(4)
@@ -43,7 +68,9 @@ def register(app: Sanic, *, access_log: AccessLog | None) -> None:  # type: igno
 
     async def start(request: Request) -> None:
         request.ctx.started = time.perf_counter()
-        request.ctx.request_id = f"{prefix}{next(numbers) & 0xFFFFFFFF:08x}"
+        request.ctx.request_id = (
+            incoming_request_id(request) or f"{prefix}{next(numbers) & 0xFFFFFFFF:08x}"
+        )
         require_json(request)
 
     async def finish(request: Request, response: BaseHTTPResponse) -> None:
@@ -51,18 +78,34 @@ def register(app: Sanic, *, access_log: AccessLog | None) -> None:  # type: igno
             # Shutting down: answer, then close, so a busy keep-alive client moves elsewhere
             # instead of being cut off mid-request when the grace period ends.
             request.stream.keep_alive = False
-        request_id = getattr(request.ctx, "request_id", None)
+        ctx = request.ctx
+        request_id = getattr(ctx, "request_id", None)
         if request_id is None:  # the request failed before its middleware ran (e.g. 413)
             request_id = f"{prefix}{next(numbers) & 0xFFFFFFFF:08x}"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Request-ID"] = request_id
+        if access_log is None and metrics is None:
+            return
+        started = getattr(ctx, "started", None)
+        seconds = time.perf_counter() - started if started else 0.0
+        route = route_of(request)
+        status = response.status
+        if metrics is not None:
+            metrics.request(route, request.method, status, seconds)
         if access_log is not None:
-            started = getattr(request.ctx, "started", None)
-            duration = (time.perf_counter() - started) * 1000 if started else 0.0
+            user = getattr(ctx, "user", None)
             # The path only: never the query string, headers, cookies or body.
             access_log.write(
-                f"{request.method} {request.path} {response.status} {duration:.1f}ms "
-                f"id={request_id}"
+                Access(
+                    method=request.method,
+                    path=request.path,
+                    route=route,
+                    status=status,
+                    duration_ms=seconds * 1000,
+                    request_id=request_id,
+                    client=client_address(request),
+                    user=user.name if user is not None else None,
+                )
             )
 
     app.register_middleware(start, "request", priority=100)

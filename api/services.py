@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -9,12 +10,14 @@ from dataclasses import dataclass
 from sanic import Request
 
 from api.hashing import PasswordHasher
+from api.metrics import Metrics
 from api.security import TokenClaims, TokenVerifier
 from api.settings import Settings
 from storage import keys
-from storage.connection import Client, Health, Outage
+from storage.connection import Client, Monitor
 from storage.messages import MessageStore
 from storage.sessions import SessionStore
+from storage.store import Health
 from storage.throttle import Throttle, Window
 from storage.users import UserStore
 
@@ -37,10 +40,11 @@ class Services:
     health: Health
     hasher: PasswordHasher
     tokens: TokenVerifier
+    metrics: Metrics | None
 
     @classmethod
-    def build(cls, settings: Settings, redis: Client) -> Services:
-        """Wire the stores and the hasher around one Redis client."""
+    def build(cls, settings: Settings, redis: Client, metrics: Metrics | None = None) -> Services:
+        """Wire the stores and the hasher around one Redis client; tally into `metrics`."""
         if settings.jwt_secret is None:
             raise ValueError(
                 "Settings.jwt_secret must be set; use Settings.with_generated_secret()"
@@ -48,35 +52,49 @@ class Services:
         # All workers together hash on at most as many threads as there are cores.
         threads = max(1, (os.cpu_count() or 1) // settings.workers)
         keys = tuple(k for k in (settings.jwt_secret, settings.jwt_secret_previous) if k)
-        outage = Outage()  # one per worker: an outage is logged once, whichever store meets it
-        throttle = Throttle(redis, outage)
+        monitor = Monitor()  # one per worker: an outage is logged once, whichever store meets it
+        if metrics is not None:
+            monitor.on_failure = functools.partial(_count_failure, metrics)
+            monitor.on_round_trip = functools.partial(_count_round_trip, metrics)
+        throttle = Throttle(redis, monitor)
+        hasher = PasswordHasher(
+            settings.bcrypt_rounds,
+            threads=threads,
+            queue_limit=threads * HASH_QUEUE_PER_THREAD,
+            on_wait=None if metrics is None else functools.partial(_observe_wait, metrics),
+        )
+        if metrics is not None:
+            metrics.gauge("bcrypt_queue_depth", lambda: hasher.waiting)
+            metrics.gauge("bcrypt_in_flight", lambda: hasher.in_flight)
         return cls(
             settings=settings,
             keys=keys,
             redis=redis,
-            users=UserStore(redis, outage, throttle=throttle),
-            sessions=SessionStore(redis, outage),
+            users=UserStore(redis, monitor, throttle=throttle),
+            sessions=SessionStore(redis, monitor),
             messages=MessageStore(
-                redis, history_limit=settings.message_history_limit, outage=outage
+                redis, history_limit=settings.message_history_limit, monitor=monitor
             ),
             throttle=throttle,
-            health=Health(redis, outage),
-            hasher=PasswordHasher(
-                settings.bcrypt_rounds,
-                threads=threads,
-                queue_limit=threads * HASH_QUEUE_PER_THREAD,
-            ),
+            health=Health(redis, monitor),
+            hasher=hasher,
             tokens=TokenVerifier(
                 keys,
                 leeway=settings.jwt_leeway_seconds,
                 max_lifetime=settings.jwt_ttl_seconds,
             ),
+            metrics=metrics,
         )
 
     @property
     def secret(self) -> str:
         """The key new tokens are signed with."""
         return self.keys[0]
+
+    def count(self, name: str) -> None:
+        """Add one to a counter of the metrics, if they are kept."""
+        if self.metrics is not None:
+            self.metrics.inc(name)
 
     def revocation_ttl(self, claims: TokenClaims) -> int:
         """How long a logout must remember a token: its remaining life plus the leeway, and
@@ -106,6 +124,20 @@ class Services:
         return Window(
             keys.address_signups(address), self.settings.signup_addr_max, SIGNUP_WINDOW_SECONDS
         )
+
+
+def _count_failure(metrics: Metrics, reason: str) -> None:
+    metrics.inc("redis_failures", (reason,))
+
+
+def _count_round_trip(metrics: Metrics, calls: int) -> None:
+    metrics.inc("redis_round_trips")
+    metrics.inc("redis_calls", (), calls)
+    metrics.observe("redis_pipeline_batch_size", calls)
+
+
+def _observe_wait(metrics: Metrics, seconds: float) -> None:
+    metrics.observe("bcrypt_wait_seconds", seconds)
 
 
 def services(request: Request) -> Services:

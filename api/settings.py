@@ -19,6 +19,7 @@ MIN_SECRET_BYTES = 32
 
 CookieSecure = Literal["auto", "true", "false"]
 SameSite = Literal["Lax", "Strict", "None"]
+LogFormat = Literal["text", "json"]
 
 
 class SettingsError(ValueError):
@@ -43,7 +44,11 @@ class Settings:
     cookie_secure: CookieSecure = "auto"
     cookie_samesite: SameSite = "Lax"
     log_level: str = "INFO"
+    log_format: LogFormat = "text"
     access_log: bool = True
+    metrics: bool = True
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_dir: str | None = None
     # Hardening.
     jwt_secret_previous: str | None = field(default=None, repr=False)
     csrf_protection: bool = True
@@ -86,6 +91,12 @@ class Settings:
             self.log_level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
             "LOG_LEVEL",
             "must be DEBUG, INFO, WARNING, ERROR or CRITICAL",
+        )
+        _check(self.log_format in ("text", "json"), "LOG_FORMAT", "must be text or json")
+        _check(
+            self.metrics_token is None or len(self.metrics_token) >= 16,
+            "METRICS_TOKEN",
+            "must be at least 16 characters",
         )
         for name, secret in (
             ("JWT_SECRET", self.jwt_secret),
@@ -141,6 +152,8 @@ class Settings:
         if env_file is not None and Path(env_file).is_file():
             values.update(read_env_file(Path(env_file)))
         values.update(os.environ if environ is None else environ)
+        for name in SECRET_SETTINGS:
+            _read_secret_file(values, name)
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = values.get(f.name.upper())
@@ -149,6 +162,28 @@ class Settings:
             parse = _PARSERS.get(f.name) or _BY_TYPE.get(str(f.type), _text)
             kwargs[f.name] = parse(f.name.upper(), raw.strip())
         return cls(**kwargs)
+
+
+# Settings that may hold a secret, and so may be read from the file named by NAME_FILE.
+SECRET_SETTINGS = (
+    "JWT_SECRET",
+    "JWT_SECRET_PREVIOUS",
+    "REDIS_URL",
+    "FORWARDED_SECRET",
+    "METRICS_TOKEN",
+)
+
+
+def _read_secret_file(values: dict[str, str], name: str) -> None:
+    path = values.get(f"{name}_FILE", "").strip()
+    if not path:
+        return
+    _check(not values.get(name, "").strip(), f"{name}_FILE", f"and {name} are both set: set one")
+    try:
+        content = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{name}_FILE {path} cannot be read: {exc.strerror}") from None
+    values[name] = content.removesuffix("\n").removesuffix("\r")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -258,6 +293,10 @@ def _samesite(name: str, raw: str) -> str:
     return raw.capitalize()
 
 
+def _lower(name: str, raw: str) -> str:
+    return raw.lower()
+
+
 def _upper(name: str, raw: str) -> str:
     return raw.upper()
 
@@ -267,4 +306,5 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "cookie_secure": _cookie_secure,
     "cookie_samesite": _samesite,
     "log_level": _upper,
+    "log_format": _lower,
 }

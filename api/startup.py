@@ -6,7 +6,9 @@ import asyncio
 import errno
 import logging
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 import redis
 
@@ -109,6 +111,24 @@ def count_password_costs(url: str, *, cluster: bool) -> None:
         return
     if counts is not None:
         logger.info("counted the stored password hashes by bcrypt cost: %s", counts or "none")
+
+
+def prepare_metrics_dir(settings: Settings) -> tuple[Settings, Path | None]:
+    """With several workers, a directory where each writes its metrics: METRICS_DIR (emptied of
+    an earlier run's files) or a new temporary one, which is returned for removal at exit."""
+    if not settings.metrics or settings.workers == 1:
+        return settings, None
+    if settings.metrics_dir is None:
+        made = Path(tempfile.mkdtemp(prefix="messaging-api-metrics-"))
+        return settings.replace(metrics_dir=str(made)), made
+    directory = Path(settings.metrics_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.json"):
+            stale.unlink()
+    except OSError as exc:
+        raise StartupError(f"METRICS_DIR {directory} cannot be used: {exc.strerror}") from None
+    return settings, None
 
 
 def prepare(settings: Settings, *, redis_wait_seconds: float = 5.0) -> Settings:

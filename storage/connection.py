@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import redis.exceptions as rex
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-
-from storage import keys
-from storage.errors import StorageUnavailable
 
 logger = logging.getLogger("api.storage")
 
@@ -59,9 +55,7 @@ REFUSALS = frozenset(
 # Every store takes either: both have the same command, script and pipeline API.
 Client = Redis | RedisCluster
 
-P = ParamSpec("P")
 R = TypeVar("R")
-S = TypeVar("S", bound="Store")
 
 
 def refusal(exc: BaseException) -> str | None:
@@ -85,15 +79,26 @@ def unavailable_reason(exc: BaseException) -> str | None:
     return None
 
 
-class Outage:
-    """Logs an outage of Redis once when it starts (WARNING) and once when it ends (INFO)."""
+class Monitor:
+    """Watches the Redis calls of a worker's stores: logs an outage once when it starts (WARNING)
+    and once when it ends (INFO), and tells optional observers (metrics) of every failure and
+    every round trip."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        on_failure: Callable[[str], None] | None = None,
+        on_round_trip: Callable[[int], None] | None = None,
+    ) -> None:
         self.reason: str | None = None
         self._since = 0.0
+        self.on_failure = on_failure
+        self.on_round_trip = on_round_trip  # called with the number of calls it carried
 
     def failed(self, reason: str) -> None:
         """A call failed because Redis is unavailable or refused the work."""
+        if self.on_failure is not None:
+            self.on_failure(reason)
         if self.reason is None:
             self.reason, self._since = reason, time.monotonic()
             logger.warning(
@@ -110,14 +115,6 @@ class Outage:
                 self.reason,
             )
             self.reason = None
-
-
-class Store:
-    """A store wraps one Redis client; its calls report outages to a shared Outage."""
-
-    def __init__(self, client: Client, outage: Outage | None = None) -> None:
-        self._client = client
-        self._outage = outage if outage is not None else Outage()
 
 
 def create_redis(url: str, *, cluster: bool = False, max_connections: int = 64) -> Client:
@@ -171,33 +168,6 @@ async def bounded(call: Awaitable[R]) -> R:
         return await call
 
 
-def translate_errors(
-    fn: Callable[Concatenate[S, P], Awaitable[R]],
-) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
-    """Turn Redis being unreachable, hanging or refusing work in a store method into
-    StorageUnavailable, and log the outage once when it starts and once when it ends.
-
-    Every round trip inside is bounded in time: script calls by their pipeline (or, on a
-    cluster, one by one), other commands with `bounded`.
-    """
-
-    @functools.wraps(fn)
-    async def wrapper(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            result = await fn(store, *args, **kwargs)
-        except Exception as exc:
-            reason = unavailable_reason(exc)
-            if reason is None:
-                raise
-            store._outage.failed(reason)
-            raise StorageUnavailable(reason) from exc
-        if store._outage.reason is not None:
-            store._outage.recovered()
-        return result
-
-    return wrapper
-
-
 async def initialize(client: Client) -> None:
     """Learn a cluster's topology before serving: concurrent first commands on an
     uninitialised cluster client race and fail. A plain client needs nothing."""
@@ -205,13 +175,3 @@ async def initialize(client: Client) -> None:
         # Not reachable yet: the client initialises itself on its first command instead.
         with contextlib.suppress(*_UNAVAILABLE):
             await bounded(client.initialize())
-
-
-class Health(Store):
-    """Readiness: whether Redis answers and accepts writes."""
-
-    @translate_errors
-    async def check_writable(self) -> None:
-        """Write a short-lived probe key: PING succeeds on a Redis that refuses every write
-        (full memory, a read-only replica, too few replicas), a write does not."""
-        await bounded(self._client.set(keys.readiness_probe(), "1", px=PROBE_TTL_MS))

@@ -7,10 +7,10 @@ import time
 import orjson
 
 from storage import keys, scripts
-from storage.connection import Client, Outage, Store, translate_errors
+from storage.connection import Client, Monitor
 from storage.models import Message, Session
-from storage.pipeline import register_script
 from storage.sessions import raise_for_status, session_keys
+from storage.store import Store, translate_errors
 
 
 class _Clock:
@@ -37,11 +37,13 @@ _now_iso = _Clock().now
 class MessageStore(Store):
     """Messages kept as JSON objects `{"text", "sent_at"}` in the list `messages:{<name>}`."""
 
-    def __init__(self, client: Client, *, history_limit: int, outage: Outage | None = None) -> None:
-        super().__init__(client, outage)
+    def __init__(
+        self, client: Client, *, history_limit: int, monitor: Monitor | None = None
+    ) -> None:
+        super().__init__(client, monitor)
         self._history_limit = history_limit
-        self._append = register_script(client, scripts.APPEND_MESSAGE)
-        self._last = register_script(client, scripts.LAST_MESSAGES)
+        self._append = self._script(scripts.APPEND_MESSAGE)
+        self._last = self._script(scripts.LAST_MESSAGES)
 
     @translate_errors
     async def append_message(self, session: Session, text: str) -> Message:

@@ -23,7 +23,13 @@ from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.commands.core import AsyncScript
 
-from storage.connection import CALL_TIMEOUT_SECONDS, SOCKET_TIMEOUT_SECONDS, Client, bounded
+from storage.connection import (
+    CALL_TIMEOUT_SECONDS,
+    SOCKET_TIMEOUT_SECONDS,
+    Client,
+    Monitor,
+    bounded,
+)
 
 ScriptCall = Callable[..., Awaitable[Any]]
 # A call in flight: its script (None for a plain command), keys, arguments and the caller's future.
@@ -235,6 +241,7 @@ class AutoPipeline:
         self._line: Line | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.monitor: Monitor | None = None  # hears of every batch written
 
     def call(
         self, script: AsyncScript | None, keys: Sequence[Any], args: Sequence[Any]
@@ -265,6 +272,8 @@ class AutoPipeline:
             return
         batch, self._queue = self._queue, []
         line.send(batch)
+        if self.monitor is not None and self.monitor.on_round_trip is not None:
+            self.monitor.on_round_trip(len(batch))
 
     async def _connect(self) -> None:
         try:
@@ -307,7 +316,7 @@ class AutoPipeline:
 _pipelines: weakref.WeakKeyDictionary[Redis, AutoPipeline] = weakref.WeakKeyDictionary()
 
 
-def _pipeline(client: Client) -> AutoPipeline | None:
+def _pipeline(client: Client, monitor: Monitor | None) -> AutoPipeline | None:
     """The auto-pipeline of a plain client on a socket; None for a cluster client (its
     pipelines refuse EVALSHA) and for the embedded store (no round trip to save)."""
     if isinstance(client, RedisCluster) or client.connection_pool.connection_class not in (
@@ -317,17 +326,22 @@ def _pipeline(client: Client) -> AutoPipeline | None:
     pipeline = _pipelines.get(client)
     if pipeline is None:
         pipeline = _pipelines[client] = AutoPipeline(client)
+    if monitor is not None:
+        pipeline.monitor = monitor
     return pipeline
 
 
-def register_script(client: Client, source: str) -> ScriptCall:
+def register_script(client: Client, source: str, monitor: Monitor | None = None) -> ScriptCall:
     """A Lua script to call as `await script(keys=[...], args=[...])`, auto-pipelined on one
-    connection where the client allows it, else called directly."""
+    connection where the client allows it, else called directly; `monitor` hears of every
+    round trip."""
     script = client.register_script(source)
-    pipeline = _pipeline(client)
+    pipeline = _pipeline(client, monitor)
     if pipeline is None:
 
         def direct(*, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
+            if monitor is not None and monitor.on_round_trip is not None:
+                monitor.on_round_trip(1)
             return bounded(script(keys=keys, args=args))
 
         return direct

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from storage import keys, scripts
-from storage.connection import Client, Outage, Store, bounded, translate_errors
+from storage.connection import Client, Monitor, bounded
 from storage.errors import SessionEnded, SessionRevoked, UnknownUser
 from storage.models import Session
-from storage.pipeline import register_script
+from storage.store import Store, translate_errors
 
 _ERRORS = {
     scripts.SESSION_REVOKED: SessionRevoked,
@@ -33,10 +33,10 @@ def raise_for_status(reply: list[Any]) -> list[Any]:
 class SessionStore(Store):
     """Revocation markers `revoked:{<name>}:<jti>` and the per-user session generation."""
 
-    def __init__(self, client: Client, outage: Outage | None = None) -> None:
-        super().__init__(client, outage)
-        self._check = register_script(client, scripts.CHECK_SESSION)
-        self._end_all = register_script(client, scripts.END_SESSIONS)
+    def __init__(self, client: Client, monitor: Monitor | None = None) -> None:
+        super().__init__(client, monitor)
+        self._check = self._script(scripts.CHECK_SESSION)
+        self._end_all = self._script(scripts.END_SESSIONS)
 
     @translate_errors
     async def check(self, session: Session) -> None:

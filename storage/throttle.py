@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage import scripts
-from storage.connection import Client, Outage, Store, translate_errors
+from storage.connection import Client, Monitor
 from storage.errors import RateLimited
-from storage.pipeline import register_script
+from storage.store import Store, translate_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +32,11 @@ class Window:
 class Throttle(Store):
     """Takes, gives back and clears attempts in windows."""
 
-    def __init__(self, client: Client, outage: Outage | None = None) -> None:
-        super().__init__(client, outage)
-        self._reserve = register_script(client, scripts.RESERVE)
-        self._refund = register_script(client, scripts.REFUND)
-        self._clear = register_script(client, scripts.CLEAR)
+    def __init__(self, client: Client, monitor: Monitor | None = None) -> None:
+        super().__init__(client, monitor)
+        self._reserve = self._script(scripts.RESERVE)
+        self._refund = self._script(scripts.REFUND)
+        self._clear = self._script(scripts.CLEAR)
 
     def reserve(self, window: Window) -> Awaitable[Any]:
         """Start taking an attempt from `window`; `settle` reads the reply."""

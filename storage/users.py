@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from storage import keys, scripts
-from storage.connection import Client, Outage, Store, translate_errors
+from storage.connection import Client, Monitor
 from storage.errors import NameTaken
 from storage.models import LoginState
-from storage.pipeline import register_script
+from storage.store import Store, translate_errors
 from storage.throttle import Throttle, Window
 
 # The first session generation of an account is random below this (exact in a JSON number).
@@ -22,15 +22,15 @@ class UserStore(Store):
     """Users kept as hashes `user:{<name>}`, and how many stored hashes have each bcrypt cost."""
 
     def __init__(
-        self, client: Client, outage: Outage | None = None, *, throttle: Throttle | None = None
+        self, client: Client, monitor: Monitor | None = None, *, throttle: Throttle | None = None
     ) -> None:
-        super().__init__(client, outage)
-        self._throttle = throttle if throttle is not None else Throttle(client, self._outage)
-        self._create = register_script(client, scripts.CREATE_USER)
-        self._read = register_script(client, scripts.READ_CREDENTIALS)
-        self._replace_hash = register_script(client, scripts.REPLACE_HASH)
-        self._read_costs = register_script(client, scripts.READ_COSTS)
-        self._count_costs = register_script(client, scripts.COUNT_COSTS)
+        super().__init__(client, monitor)
+        self._throttle = throttle if throttle is not None else Throttle(client, self._monitor)
+        self._create = self._script(scripts.CREATE_USER)
+        self._read = self._script(scripts.READ_CREDENTIALS)
+        self._replace_hash = self._script(scripts.REPLACE_HASH)
+        self._read_costs = self._script(scripts.READ_COSTS)
+        self._count_costs = self._script(scripts.COUNT_COSTS)
 
     @translate_errors
     async def create_user(self, name: str, password_hash: str, cost: int) -> None:

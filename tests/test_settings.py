@@ -143,3 +143,38 @@ def test_eviction_policy_that_could_drop_revocations_is_warned_about(
         assert "maxmemory-policy" not in caplog.text
     finally:
         client.config_set("maxmemory-policy", "noeviction")
+
+
+def test_secrets_can_be_read_from_files(tmp_path: Path) -> None:
+    secret_file = tmp_path / "jwt_secret"
+    secret_file.write_text(SECRET + "\n")
+    token_file = tmp_path / "metrics_token"
+    token_file.write_text("metrics-token-0123456789")
+    settings = Settings.from_env(
+        {"JWT_SECRET_FILE": str(secret_file), "METRICS_TOKEN_FILE": str(token_file)},
+        env_file=None,
+    )
+    assert settings.jwt_secret == SECRET
+    assert settings.metrics_token == "metrics-token-0123456789"
+    assert SECRET not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"JWT_SECRET": SECRET, "JWT_SECRET_FILE": "/x"},
+            "JWT_SECRET_FILE and JWT_SECRET are both set: set one",
+        ),
+        (
+            {"REDIS_URL_FILE": "/nonexistent/redis_url"},
+            "REDIS_URL_FILE /nonexistent/redis_url cannot be read: No such file or directory",
+        ),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be text or json"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN must be at least 16 characters"),
+    ],
+)
+def test_bad_secret_files_and_observability_settings(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(env, env_file=None)
+    assert str(raised.value) == message

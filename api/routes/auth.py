@@ -72,6 +72,7 @@ async def logout(request: Request) -> HTTPResponse:
         except TokenError:
             continue
         await svc.sessions.revoke(session_of(claims), svc.revocation_ttl(claims))
+        svc.count("tokens_revoked")
     response = json({"status": "logged out"}, headers=NO_STORE)
     _set_cookies(response, request, svc.settings, "", "", 0)
     return response
@@ -82,6 +83,7 @@ async def logout_all(request: Request) -> HTTPResponse:
     """Invalidate all of the user's tokens (new logins work); clear this client's cookies."""
     svc = services(request)
     await svc.sessions.end_all(request.ctx.session)
+    svc.count("sessions_ended")
     response = json({"status": "logged out everywhere"}, headers=NO_STORE)
     _set_cookies(response, request, svc.settings, "", "", 0)
     return response

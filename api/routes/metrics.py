@@ -1,0 +1,36 @@
+"""GET /metrics: the whole service's metrics in Prometheus's text format."""
+
+from __future__ import annotations
+
+import hmac
+
+from sanic import Blueprint, HTTPResponse, Request
+from sanic.response import raw
+from sanic_ext import openapi
+
+from api.errors import ApiError, ErrorCode
+from api.metrics import CONTENT_TYPE, Metrics
+from api.settings import Settings
+
+
+def blueprint(settings: Settings) -> Blueprint:
+    """The metrics route; with METRICS_TOKEN set, only `Authorization: Bearer <it>` reads it."""
+    expected = f"Bearer {settings.metrics_token}".encode() if settings.metrics_token else None
+
+    async def metrics(request: Request) -> HTTPResponse:
+        """Every worker's tallies added up, rendered by prometheus-client."""
+        if expected is not None:
+            sent = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(sent, expected):
+                raise ApiError(
+                    ErrorCode.METRICS_UNAUTHORIZED,
+                    "the metrics need Authorization: Bearer <METRICS_TOKEN>",
+                    {"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
+        tallies: Metrics = request.app.ctx.metrics
+        return raw(tallies.text(), content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+
+    bp = Blueprint("metrics")
+    # An operator's endpoint in Prometheus's format, not part of the JSON API's document.
+    bp.add_route(openapi.exclude()(metrics), "/metrics", methods=["GET"], name="metrics")
+    return bp

@@ -1,0 +1,66 @@
+"""The base of every store: one Redis client, a shared Monitor, and Redis failures turned into
+StorageUnavailable."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from storage import keys
+from storage.connection import PROBE_TTL_MS, Client, Monitor, bounded, unavailable_reason
+from storage.errors import StorageUnavailable
+from storage.pipeline import register_script
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S", bound="Store")
+
+
+class Store:
+    """A store wraps one Redis client; its calls report outages to a shared Monitor."""
+
+    def __init__(self, client: Client, monitor: Monitor | None = None) -> None:
+        self._client = client
+        self._monitor = monitor if monitor is not None else Monitor()
+
+    def _script(self, source: str) -> Callable[..., Awaitable[Any]]:
+        """A Lua script of this store's, auto-pipelined where the client allows it."""
+        return register_script(self._client, source, self._monitor)
+
+
+def translate_errors(
+    fn: Callable[Concatenate[S, P], Awaitable[R]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """Turn Redis being unreachable, hanging or refusing work in a store method into
+    StorageUnavailable, and log the outage once when it starts and once when it ends.
+
+    Every round trip inside is bounded in time: script calls by their pipeline (or, on a
+    cluster, one by one), other commands with `bounded`.
+    """
+
+    @functools.wraps(fn)
+    async def wrapper(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            result = await fn(store, *args, **kwargs)
+        except Exception as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise
+            store._monitor.failed(reason)
+            raise StorageUnavailable(reason) from exc
+        if store._monitor.reason is not None:
+            store._monitor.recovered()
+        return result
+
+    return wrapper
+
+
+class Health(Store):
+    """Readiness: whether Redis answers and accepts writes."""
+
+    @translate_errors
+    async def check_writable(self) -> None:
+        """Write a short-lived probe key: PING succeeds on a Redis that refuses every write
+        (full memory, a read-only replica, too few replicas), a write does not."""
+        await bounded(self._client.set(keys.readiness_probe(), "1", px=PROBE_TTL_MS))

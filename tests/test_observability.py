@@ -1,0 +1,152 @@
+"""What an operator watches: /metrics, JSON logs, request ids."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from api.settings import Settings
+from tests.conftest import PASSWORD, SECRET, Api, RedisServer, Service, start_service
+
+METRICS_TOKEN = "metrics-token-0123456789"
+
+
+def _value(text: str, series: str) -> float:
+    """The value of one exact series (name and labels as rendered) in a metrics text."""
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    raise AssertionError(f"{series} not in:\n{text}")
+
+
+def test_metrics_count_requests_errors_round_trips_and_revocations(api: Api) -> None:
+    token = api.user("alice")
+    assert api.send(token, "hi").status == 201
+    assert api.post("/login/", json={"name": "alice", "password": "wrong password"}).status == 401
+    assert api.post("/logout/", headers={"token": token}).status == 200
+    response = api.get("/metrics")
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = response.text
+    assert _value(text, 'http_requests_total{method="POST",route="/message",status="201"}') == 1
+    assert _value(text, 'http_requests_total{method="POST",route="/login",status="401"}') == 1
+    assert _value(text, 'api_errors_total{code="invalid_credentials"}') == 1
+    assert _value(text, "tokens_revoked_total") == 1
+    assert _value(text, 'http_request_duration_seconds_count{route="/message"}') == 1
+    assert _value(text, 'http_request_duration_seconds_bucket{le="+Inf",route="/message"}') == 1
+    assert _value(text, "bcrypt_wait_seconds_count") >= 3  # signup, login, failed login
+    assert _value(text, "bcrypt_queue_depth") == 0
+    if api.settings.redis_url is None:  # an injected client: every store call counts
+        assert _value(text, "redis_calls_total") >= _value(text, "redis_round_trips_total") > 0
+
+
+def test_metrics_can_need_a_token_or_be_off(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
+    guarded = make_api(settings.replace(metrics_token=METRICS_TOKEN))
+    refused = guarded.get("/metrics")
+    assert refused.status == 401
+    assert refused.json == {
+        "error": "metrics_unauthorized",
+        "message": "the metrics need Authorization: Bearer <METRICS_TOKEN>",
+    }
+    assert guarded.get("/metrics", headers={"Authorization": "Bearer wrong"}).status == 401
+    allowed = guarded.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert allowed.status == 200
+    off = make_api(settings.replace(metrics=False))
+    assert off.get("/metrics").status == 404
+
+
+def test_refused_redis_calls_are_counted_by_reason(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.services.users._monitor.failed("OOM")
+    assert _value(api.get("/metrics").text, 'redis_failures_total{reason="OOM"}') == 1
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [("abc-123", True), ("trace:4bf92f3577b34da6", True), ("x" * 129, False), ("a b", False)],
+)
+def test_a_short_printable_request_id_is_kept(api: Api, sent: str, kept: bool) -> None:
+    echoed = api.get("/healthz", headers={"X-Request-ID": sent}).headers["x-request-id"]
+    assert (echoed == sent) == kept
+    assert re.fullmatch(r"[!-~]{1,128}", echoed)
+
+
+def _scrape(service: Service) -> str:
+    with urllib.request.urlopen(service.url + "/metrics", timeout=5) as response:  # noqa: S310
+        text: str = response.read().decode()
+        return text
+
+
+@pytest.mark.redis_server
+def test_two_workers_report_the_whole_services_numbers(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    running = start_service(
+        {"REDIS_URL": redis_server.url, "WORKERS": "2", "METRICS_DIR": str(tmp_path)}
+    )
+    series = 'http_requests_total{method="GET",route="/me",status="401"}'
+    try:
+        for _ in range(40):  # each on a new connection: the two workers share them
+            assert running.call("GET", "/me/")[0] == 401
+        deadline = time.monotonic() + 15
+        seen: list[float] = []
+        while time.monotonic() < deadline:
+            seen = [_value(_scrape(running), series) for _ in range(6)]
+            if seen == [40.0] * 6:
+                break
+            time.sleep(0.2)
+        files = sorted(tmp_path.glob("*.json"))
+        # A third, live process's tallies (this test's own pid) are added in as a worker's.
+        snapshot = json.loads(files[0].read_text())
+        snapshot["pid"] = os.getpid()
+        snapshot["counters"]["http_requests"] = [[["/me", "GET", "401"], 5]]
+        (tmp_path / f"{os.getpid()}.json").write_text(json.dumps(snapshot))
+        with_third = [_value(_scrape(running), series) for _ in range(6)]
+    finally:
+        running.stop()
+    assert seen == [40.0] * 6
+    assert len(files) == 2  # one per worker
+    assert with_third == [45.0] * 6
+
+
+@pytest.mark.redis_server
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_json_logs_are_one_object_per_line_and_keep_secrets_out(
+    redis_server: RedisServer, workers: str
+) -> None:
+    redis_server.client().flushall()
+    running = start_service(
+        {"REDIS_URL": redis_server.url, "LOG_FORMAT": "json", "WORKERS": workers}
+    )
+    credentials = {"name": "logger", "password": PASSWORD}
+    try:
+        running.call("POST", "/signup/", credentials)
+        token = running.call("POST", "/login/", credentials)[1]["token"]
+        running.call("POST", "/message/", {"text": "hi"}, {"token": token, "X-Request-ID": "r-1"})
+        time.sleep(0.2)  # the access log is written every 50 ms
+    finally:
+        output = running.stop()
+    entries = [json.loads(line) for line in output.splitlines() if line.strip()]
+    for entry in entries:
+        assert {"time", "level", "logger", "message"} <= set(entry)
+    message = next(e for e in entries if e.get("request_id") == "r-1")
+    assert message["logger"] == "api.access"
+    assert message["route"] == "/message"
+    assert message["status"] == 201
+    assert message["client"] == "127.0.0.1"
+    assert message["user"] == "logger"
+    assert message["duration_ms"] >= 0
+    assert any(e["logger"].startswith("sanic") for e in entries)
+    for secret in (token, PASSWORD, SECRET):
+        assert secret not in output
