@@ -1,4 +1,6 @@
-FROM python:3.11-slim
+# One image for `app` and `app-cluster`. The dependencies are installed from the lock file in a
+# layer of their own, so a change of code rebuilds only the last layers.
+FROM python:3.11.13-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -6,15 +8,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock \
+    && useradd --system --uid 10001 --no-create-home app
+
+COPY pyproject.toml README.md run.py ./
 COPY api ./api
 COPY storage ./storage
-COPY run.py ./
-RUN pip install . && useradd --system --uid 10001 --no-create-home app
+RUN pip install --no-deps .
 
 USER app
 ENV HOST=0.0.0.0 PORT=8000
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"]
+    CMD ["python", "-m", "api.healthcheck"]
 CMD ["python", "run.py"]

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint format fuzz bench clean
+.PHONY: run test lint format fuzz bench clean lock lock-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,20 @@ lint: $(DEV)
 format: $(DEV)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes \
+	--custom-compile-command "make lock" --quiet
+
+## lock: pin the runtime dependencies of pyproject.toml, with hashes, in requirements.lock (the image installs it)
+lock: $(DEV)
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+
+## lock-check: fail if requirements.lock is not what `make lock` makes of pyproject.toml (keeping its pins)
+lock-check: $(DEV)
+	@tmp=$$(mktemp -d) && cp requirements.lock $$tmp/requirements.lock && \
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o $$tmp/requirements.lock && \
+	diff -u requirements.lock $$tmp/requirements.lock && rm -r $$tmp && \
+	echo "requirements.lock is current"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

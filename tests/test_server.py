@@ -208,3 +208,13 @@ def test_a_port_in_use_exits_with_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: port {port} is in use; set PORT"
     assert "Traceback" not in result.stderr
+
+
+def test_the_container_health_check_asks_readyz_on_port(service: Service) -> None:
+    def check(port: str) -> int:
+        env = {"PATH": os.environ["PATH"], "PORT": port}
+        command = [sys.executable, "-m", "api.healthcheck"]
+        return subprocess.run(command, cwd=ROOT, env=env, timeout=30, check=False).returncode
+
+    assert check(service.url.rsplit(":", 1)[1]) == 0
+    assert check(str(free_port())) == 1
