@@ -18,7 +18,7 @@ from api import middleware
 from api.errors import JsonErrorHandler
 from api.logs import AccessLog, configure_logging
 from api.metrics import Metrics
-from api.routes import auth, docs_ui, health, messages
+from api.routes import auth, client, docs_ui, health, messages
 from api.routes import metrics as metrics_route
 from api.services import Services
 from api.settings import Settings
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
     for routes in (auth, messages, health):
         app.blueprint(routes.blueprint(settings))
     app.blueprint(docs_ui.blueprint())
+    app.blueprint(client.blueprint())
     metrics = Metrics(settings.metrics_dir) if settings.metrics else None
     if metrics is not None:
         app.blueprint(metrics_route.blueprint(settings))
@@ -161,7 +162,7 @@ def _answer_head_like_get(app: App) -> None:
             openapi.exclude()(head),
             f"/{route.path}",
             methods=["HEAD"],
-            name=f"head_{route.name.rpartition('.')[2]}",
+            name=f"head_{route.name.replace('.', '_')}",
         )
 
 

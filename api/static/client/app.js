@@ -1,0 +1,206 @@
+// The web client: the public API with the cookie transport only. The token lives in an HttpOnly
+// cookie that this script never sees; state-changing calls echo the csrf_token cookie in
+// X-CSRF-Token (double submit).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+const MESSAGES = {
+  name_taken: "That name is taken: choose another, or log in.",
+  invalid_credentials: "Wrong name or password.",
+  csrf_failed: "Your session could not be verified: log in again.",
+  storage_unavailable: "The service cannot reach its data store right now: try again shortly.",
+  busy: "Too many logins at once: try again in a moment.",
+  shutting_down: "The service is restarting: try again in a moment.",
+};
+const SESSION_ENDED = new Set(["missing_token", "invalid_token", "token_expired", "token_revoked"]);
+
+class ApiError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+function csrfToken() {
+  for (const part of document.cookie.split(";")) {
+    const [key, ...value] = part.trim().split("=");
+    if (key === "csrf_token") return decodeURIComponent(value.join("="));
+  }
+  return "";
+}
+
+async function call(method, path, body) {
+  const headers = {};
+  if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(0, "network", "The service cannot be reached: check your connection.");
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const code = (data && data.error) || "http_error";
+    const message = (data && data.message) || `The service answered ${response.status}.`;
+    throw new ApiError(response.status, code, message, response.headers.get("Retry-After"));
+  }
+  return data;
+}
+
+function describe(error) {
+  if (error.code === "rate_limited") {
+    const seconds = Number(error.retryAfter);
+    const wait = seconds >= 120 ? `${Math.ceil(seconds / 60)} minutes` : `${seconds} seconds`;
+    return `Too many attempts: try again in ${Number.isFinite(seconds) ? wait : "a while"}.`;
+  }
+  if (error.code === "validation_error") {
+    // "name: must be ..." reads well as it is, with its first letter up.
+    return error.message.charAt(0).toUpperCase() + error.message.slice(1) + ".";
+  }
+  return MESSAGES[error.code] || error.message;
+}
+
+function show(signedIn) {
+  $("signed-out").hidden = signedIn;
+  $("signed-in").hidden = !signedIn;
+}
+
+function signedOut(note) {
+  for (const id of ["compose-error", "session-error", "credentials-error"]) $(id).textContent = "";
+  $("credentials-note").textContent = note || "";
+  $("history").replaceChildren();
+  $("answer").replaceChildren();
+  $("answer-box").hidden = true;
+  $("password").value = "";
+  show(false);
+  $("name").focus();
+}
+
+// Any call that finds the session over returns to the login form.
+async function guarded(errorId, action) {
+  $(errorId).textContent = "";
+  try {
+    await action();
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (SESSION_ENDED.has(error.code) || error.code === "csrf_failed") {
+      signedOut("Your session has ended: log in again.");
+      return;
+    }
+    $(errorId).textContent = describe(error);
+  }
+}
+
+function entry(text, sentAt) {
+  const item = document.createElement("li");
+  item.append(text);
+  if (sentAt) {
+    const time = document.createElement("time");
+    time.dateTime = sentAt;
+    time.textContent = new Date(sentAt).toLocaleString();
+    item.append(time);
+  }
+  return item;
+}
+
+async function loadHistory() {
+  const data = await call("GET", "/messages/?limit=50");
+  $("history").replaceChildren(...data.messages.map((m) => entry(m.text, m.sent_at)));
+  $("history-empty").hidden = data.messages.length > 0;
+}
+
+async function enter() {
+  const me = await call("GET", "/me/");
+  $("user").textContent = me.name;
+  show(true);
+  await loadHistory();
+  $("message").focus();
+}
+
+async function submitCredentials(event) {
+  event.preventDefault();
+  const action = event.submitter ? event.submitter.dataset.action : "login";
+  const body = { name: $("name").value, password: $("password").value };
+  const buttons = $("credentials").querySelectorAll("button");
+  buttons.forEach((button) => (button.disabled = true));
+  $("credentials-error").textContent = "";
+  $("credentials-note").textContent = "";
+  try {
+    if (action === "signup") await call("POST", "/signup/", body);
+    await call("POST", "/login/", body);
+    $("password").value = "";
+    await enter();
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    $("credentials-error").textContent = describe(error);
+  } finally {
+    buttons.forEach((button) => (button.disabled = false));
+  }
+}
+
+async function submitMessage(event) {
+  event.preventDefault();
+  const text = $("message").value;
+  if (!text.trim()) {
+    $("compose-error").textContent = "Write a message first.";
+    return;
+  }
+  await guarded("compose-error", async () => {
+    const data = await call("POST", "/message/", { text });
+    $("message").value = "";
+    if (data && data.status === undefined) {
+      // "last N": keys N down to "1", "1" the newest, shown as the seed numbers them.
+      const keys = Object.keys(data).sort((a, b) => Number(b) - Number(a));
+      const items = keys.map((key) => {
+        const item = entry(data[key]);
+        item.value = Number(key);
+        return item;
+      });
+      $("answer").reversed = true;
+      $("answer").replaceChildren(...items);
+      $("answer-box").hidden = false;
+      if (!items.length) $("answer").replaceChildren(entry("No messages yet."));
+    } else {
+      $("answer-box").hidden = true;
+    }
+    await loadHistory();
+  });
+}
+
+async function logout(path) {
+  await guarded("session-error", async () => {
+    await call("POST", path);
+    signedOut(path === "/logout/all/" ? "Logged out everywhere." : "Logged out.");
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("credentials").addEventListener("submit", submitCredentials);
+  $("compose").addEventListener("submit", submitMessage);
+  $("logout").addEventListener("click", () => logout("/logout/"));
+  $("logout-all").addEventListener("click", () => logout("/logout/all/"));
+  if (!csrfToken()) {
+    // No session cookie (it lives exactly as long as the token's): nothing to ask the API.
+    signedOut("");
+    return;
+  }
+  enter().catch((error) => {
+    if (!(error instanceof ApiError)) throw error;
+    signedOut(SESSION_ENDED.has(error.code) ? "" : describe(error));
+  });
+});

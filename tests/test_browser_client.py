@@ -1,0 +1,220 @@
+"""The web client at `/` in headless Chromium, on a real service and Redis."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PASSWORD, BrowserPage, Service, free_port
+
+pytestmark = [pytest.mark.redis_server, pytest.mark.browser]
+
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "client.png"
+
+
+def _sign_up_and_log_in(page: Any, origin: str, name: str = "alice") -> None:
+    page.goto(origin + "/")
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    page.get_by_label("Signed in as").wait_for()
+
+
+def _send(page: Any, text: str) -> None:
+    page.get_by_label("Message").fill(text)
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_function("() => document.getElementById('message').value === ''", timeout=10000)
+
+
+def _texts(page: Any, selector: str) -> list[str]:
+    return [
+        item.evaluate("e => e.firstChild.textContent")
+        for item in page.locator(f"{selector} > li").all()
+    ]
+
+
+def _token_cookie(page: Any) -> str:
+    for cookie in page.context.cookies():
+        if cookie["name"] == "token" and cookie["value"]:
+            value: str = cookie["value"]
+            return value
+    return ""
+
+
+def test_the_whole_service_in_a_browser(
+    browser_page: BrowserPage, service_for_browser: Service
+) -> None:
+    page = browser_page.page
+    _sign_up_and_log_in(page, browser_page.origin)
+    assert page.get_by_label("Signed in as").inner_text() == "alice"
+    for text in ("first", "second", "third"):
+        _send(page, text)
+
+    _send(page, "last 2")
+    answer = page.locator("#answer > li")
+    assert [item.inner_text() for item in answer.all()] == ["second", "third"]
+    assert [item.get_attribute("value") for item in answer.all()] == ["2", "1"]
+
+    history = page.get_by_role("list", name="History")
+    history.locator("li").nth(2).wait_for()
+    assert _texts(page, "#history") == ["third", "second", "first"]
+    stamp = history.locator("li time").first
+    assert stamp.get_attribute("datetime").endswith("Z")
+    assert stamp.inner_text()  # the send time in the browser's local time
+
+    token = _token_cookie(page)
+    assert token
+    cookies = page.evaluate("document.cookie")
+    assert "csrf_token=" in cookies
+    assert token not in cookies
+    assert page.evaluate("JSON.stringify(localStorage) + JSON.stringify(sessionStorage)") == "{}{}"
+
+    if os.environ.get("SCREENSHOT") == "1":  # to renew the README's picture
+        page.set_viewport_size({"width": 720, "height": 900})
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    page.get_by_role("button", name="Log out", exact=True).click()
+    page.get_by_role("button", name="Log in").wait_for()
+    assert page.get_by_text("Logged out.").is_visible()
+    status, body, _ = service_for_browser.call("GET", "/me/", headers={"token": token})
+    assert (status, body["error"]) == (401, "token_revoked")
+    assert browser_page.blocked == []
+    assert browser_page.errors == []
+
+
+def test_log_out_everywhere_ends_other_sessions(
+    browser_page: BrowserPage, service_for_browser: Service
+) -> None:
+    page = browser_page.page
+    _sign_up_and_log_in(page, browser_page.origin)
+    status, body, _ = service_for_browser.call(
+        "POST", "/login/", {"name": "alice", "password": PASSWORD}
+    )
+    assert status == 200
+    other = body["token"]
+    page.get_by_role("button", name="Log out everywhere").click()
+    page.get_by_text("Logged out everywhere.").wait_for()
+    assert service_for_browser.call("GET", "/me/", headers={"token": other})[0] == 401
+
+
+def test_errors_read_as_text_next_to_their_form(
+    browser_page: BrowserPage, service_for_browser: Service
+) -> None:
+    service_for_browser.call("POST", "/signup/", {"name": "taken", "password": PASSWORD})
+    page = browser_page.page
+    page.goto(browser_page.origin + "/")
+    page.get_by_label("Name").fill("taken")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    alert = page.locator("#credentials-error")
+    alert.get_by_text("That name is taken").wait_for()
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Log in").click()
+    alert.get_by_text("Wrong name or password.").wait_for()
+    page.get_by_label("Name").fill("a b")
+    page.get_by_role("button", name="Log in").click()
+    alert.get_by_text("Name: must be 1-64 letters").wait_for()
+    # Console errors are the browser's report of the 4xx answers: expected here.
+    assert browser_page.blocked == []
+
+
+def test_an_expired_session_returns_to_the_login_form(
+    browser_page: BrowserPage, service_for_browser: Service
+) -> None:
+    page = browser_page.page
+    _sign_up_and_log_in(page, browser_page.origin)
+    token = _token_cookie(page)
+    service_for_browser.call("POST", "/logout/", headers={"token": token})  # ended elsewhere
+    page.get_by_label("Message").fill("too late")
+    page.get_by_role("button", name="Send").click()
+    page.get_by_text("Your session has ended: log in again.").wait_for()
+    assert page.get_by_role("button", name="Log in").is_visible()
+
+
+def test_keyboard_only(browser_page: BrowserPage, service_for_browser: Service) -> None:
+    service_for_browser.call("POST", "/signup/", {"name": "keys", "password": PASSWORD})
+    page = browser_page.page
+    page.goto(browser_page.origin + "/")
+    page.get_by_label("Name").wait_for()
+    page.keyboard.type("keys")  # the name field has the focus
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")  # the form's first button: Log in
+    page.get_by_label("Signed in as").wait_for()
+    page.keyboard.type("typed")  # the message field has the focus
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # Send
+    page.get_by_role("list", name="History").locator("li").first.wait_for()
+    assert _texts(page, "#history") == ["typed"]
+
+
+@pytest.mark.parametrize("signed_in", [False, True])
+def test_a_narrow_phone_screen_has_no_horizontal_scroll(
+    browser_page: BrowserPage, service_for_browser: Service, signed_in: bool
+) -> None:
+    page = browser_page.page
+    page.set_viewport_size({"width": 360, "height": 740})
+    if signed_in:
+        _sign_up_and_log_in(page, browser_page.origin)
+        _send(page, "a-long-word-without-any-space-" * 8)
+    else:
+        page.goto(browser_page.origin + "/")
+        page.get_by_label("Name").wait_for()
+    width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], width
+
+
+class _EvilSite(http.server.BaseHTTPRequestHandler):
+    api = ""
+
+    def do_GET(self) -> None:
+        page = f"""<!doctype html><script>
+        Promise.allSettled([
+          fetch("{self.api}/message/", {{method: "POST", mode: "no-cors", credentials: "include",
+            headers: {{"Content-Type": "text/plain"}}, body: '{{"text": "forged plain"}}'}}),
+          fetch("{self.api}/message/", {{method: "POST", credentials: "include",
+            headers: {{"Content-Type": "application/json"}}, body: '{{"text": "forged json"}}'}}),
+        ]).then(() => {{ document.title = "done"; }});
+        </script>"""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(page.encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def evil_origin(service_for_browser: Service) -> Iterator[str]:
+    """A page of another origin on the same site (so the browser sends the cookies along)."""
+    handler = type("Evil", (_EvilSite,), {"api": service_for_browser.url})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_page_of_another_origin_cannot_post_a_message(
+    browser_page: BrowserPage, service_for_browser: Service, evil_origin: str
+) -> None:
+    page = browser_page.page
+    _sign_up_and_log_in(page, browser_page.origin)
+    token = _token_cookie(page)
+    page.context.route(evil_origin + "/**", lambda route: route.continue_())
+    page.goto(evil_origin + "/")
+    deadline = time.monotonic() + 10
+    while page.title() != "done" and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert page.title() == "done"
+    status, body, _ = service_for_browser.call("GET", "/messages/", headers={"token": token})
+    assert status == 200
+    assert body["messages"] == []
