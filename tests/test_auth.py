@@ -173,7 +173,7 @@ def test_logout_with_cookie_revokes_it(api: Api) -> None:
 def test_logout_leaves_other_tokens_valid(api: Api) -> None:
     api.signup("alice")
     first, second = api.login("alice"), api.login("alice")
-    api.post("/logout/", headers={"token": first})
+    assert api.post("/logout/", headers={"token": first}).json == {"status": "logged out"}
     assert api.get("/me/", headers={"token": second}).status == 200
 
 
@@ -192,7 +192,7 @@ def test_logout_never_fails_for_missing_or_invalid_tokens(
 
 def test_new_login_after_logout_works(api: Api) -> None:
     token = api.user("alice")
-    api.post("/logout/", headers={"token": token})
+    assert api.post("/logout/", headers={"token": token}).json == {"status": "logged out"}
     fresh = api.login("alice")
     assert api.get("/me/", headers={"token": fresh}).status == 200
 

@@ -16,7 +16,7 @@ import redis.exceptions as rex
 from redis.asyncio import Redis
 
 from storage import pipeline
-from storage.connection import Client, create_memory_redis, create_redis
+from storage.connection import Client, Monitor, create_memory_redis, create_redis
 from storage.pipeline import Address, Line, register_script
 from tests.conftest import RedisServer, start_redis_server
 
@@ -230,12 +230,33 @@ def test_the_address_never_shows_the_password() -> None:
 
 
 def test_the_embedded_store_calls_scripts_directly() -> None:
-    async def scenario() -> Any:
-        client = create_memory_redis()
-        echo = register_script(client, ECHO)
-        return await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(3)))
+    trips: list[int] = []
 
-    assert asyncio.run(scenario()) == [["m0", 1], ["m1", 2], ["m2", 3]]
+    async def scenario() -> tuple[Any, bool]:
+        client = create_memory_redis()
+        echo = register_script(client, ECHO, Monitor(on_round_trip=trips.append))
+        replies = await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(3)))
+        return replies, client in pipeline._pipelines
+
+    replies, pipelined = asyncio.run(scenario())
+    assert replies == [["m0", 1], ["m1", 2], ["m2", 3]]
+    assert not pipelined  # no auto-pipeline: each call is its own round trip
+    assert trips == [1, 1, 1]
+
+
+def test_calls_of_one_loop_iteration_go_out_as_one_batch(server: RedisServer) -> None:
+    trips: list[int] = []
+
+    async def scenario() -> None:
+        client = create_redis(server.url)
+        echo = register_script(client, ECHO, Monitor(on_round_trip=trips.append))
+        await echo(keys=["n"], args=["first"])
+        await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(50)))
+        await pipeline.close_pipeline(client)
+        await client.aclose()
+
+    asyncio.run(scenario())
+    assert trips == [1, 50]
 
 
 class _Transport:

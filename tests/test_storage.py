@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from storage import keys
 from storage.connection import initialize
@@ -114,9 +115,17 @@ def test_revoking_an_already_expired_token_writes_nothing(backend: Backend) -> N
     assert asyncio.run(scenario()) == 0
 
 
-def test_keys_share_the_users_hash_tag() -> None:
-    for key in (keys.user("bob"), keys.messages("bob"), keys.revoked("bob", "j")):
-        assert "{bob}" in key
+@pytest.mark.parametrize("name", ["bob", "Алиса", "a.b-c_d", "x" * 64])
+def test_a_users_keys_share_one_cluster_slot(name: str) -> None:
+    user_keys = [
+        keys.user(name),
+        keys.messages(name),
+        keys.revoked(name, "a-jti"),
+        keys.login_failures(name),
+    ]
+    slots = {key_slot(key.encode()) for key in user_keys}
+    assert len(slots) == 1
+    assert slots != {key_slot(keys.user(name + "x").encode())}  # the name decides the slot
 
 
 def test_a_census_counts_the_hashes_stored_before_counting_once(backend: Backend) -> None:
