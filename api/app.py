@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import inspect
-import itertools
 import logging
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from sanic import Request, Sanic
-from sanic.config import Config
+from sanic import Sanic
 from sanic_ext import openapi
 from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from api import middleware
+from api.context import ApiRequest, App, AppCtx
 from api.errors import JsonErrorHandler
 from api.logs import AccessLog, configure_logging
 from api.metrics import Metrics
 from api.routes import auth, client, docs_ui, health, messages
 from api.routes import metrics as metrics_route
 from api.services import Services
-from api.settings import Settings
+from api.settings import Settings, SettingsError
 from storage.connection import MEMORY_URL, Client, create_redis, initialize
 from storage.pipeline import close_pipeline
 
@@ -38,10 +36,6 @@ and paste it into `tokenHeader` (or `bearer`). Swagger UI cannot send the `X-CSR
 that a cookie-authenticated request needs to change state, so after a login in this page (which
 also sets the cookies) `POST /message/` with the cookie alone answers 403 `csrf_failed`: use
 the token header."""
-
-App = Sanic[Config, SimpleNamespace]
-
-_app_numbers = itertools.count()
 
 
 class OpenAPIDocument(OpenAPIExtension):  # type: ignore[no-untyped-call]
@@ -60,12 +54,23 @@ def _dumps(value: Any, **_: Any) -> bytes:
 
 
 def create_app(settings: Settings | None = None, *, redis: Client | None = None) -> App:
-    """Build the app; `redis` injects a client (tests), else one is made from the settings."""
-    settings = (settings or Settings.from_env()).with_generated_secret()
-    # Sanic keeps a registry of app names; a number keeps several apps in one process apart.
-    number = next(_app_numbers)
-    app = Sanic(
-        "messaging_api" if number == 0 else f"messaging_api_{number}",
+    """Build the app; `redis` injects a client (tests), else one is made from the settings.
+
+    The settings must carry a JWT secret: a factory that made one up would give each worker a
+    key of its own. `run.py` (through `startup.prepare`) generates one, once, for all workers.
+    """
+    settings = settings or Settings.from_env()
+    if settings.jwt_secret is None:
+        raise SettingsError(
+            "JWT_SECRET is not set: set it, or start the service with run.py, which generates "
+            "one for all workers"
+        )
+    # One app per process; the tests make many, in Sanic's test mode.
+    metrics = Metrics(settings.metrics_dir) if settings.metrics else None
+    app: App = Sanic(
+        "messaging_api",
+        ctx=AppCtx(metrics),
+        request_class=ApiRequest,  # type: ignore[arg-type]  # Sanic types it untyped-generic
         error_handler=JsonErrorHandler(),
         dumps=_dumps,
         strict_slashes=False,
@@ -103,13 +108,10 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
         app.blueprint(routes.blueprint(settings))
     app.blueprint(docs_ui.blueprint())
     app.blueprint(client.blueprint())
-    metrics = Metrics(settings.metrics_dir) if settings.metrics else None
     if metrics is not None:
         app.blueprint(metrics_route.blueprint(settings))
     _answer_head_like_get(app)
     access_log = AccessLog(json=settings.log_format == "json") if settings.access_log else None
-    app.ctx.stopping = False
-    app.ctx.metrics = metrics
     middleware.register(app, access_log=access_log, metrics=metrics)
 
     @app.before_server_start
@@ -131,7 +133,7 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
 
     @app.after_server_stop
     async def close_storage(app: App) -> None:
-        services: Services = app.ctx.services
+        services = app.ctx.services
         services.hasher.close()
         if access_log is not None:
             access_log.flush()
@@ -153,7 +155,7 @@ def _answer_head_like_get(app: App) -> None:
             continue
 
         async def head(
-            request: Request, *args: Any, handler: Any = route.handler, **kwargs: Any
+            request: ApiRequest, *args: Any, handler: Any = route.handler, **kwargs: Any
         ) -> Any:
             response = handler(request, *args, **kwargs)
             return await response if inspect.isawaitable(response) else response

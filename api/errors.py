@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from enum import Enum
+from typing import cast
 
 from sanic import HTTPResponse, Request
 from sanic.exceptions import RequestCancelled, SanicException
 from sanic.handlers import ErrorHandler
 
+from api.context import AppCtx
 from api.hashing import HasherBusy
 from api.responses import json
 from api.security import TokenError
@@ -221,7 +223,7 @@ class JsonErrorHandler(ErrorHandler):
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
         """Log unexpected errors with their traceback; answer all of them as JSON."""
         error = to_api_error(exception)
-        metrics = getattr(request.app.ctx, "metrics", None)
+        metrics = cast(AppCtx, request.app.ctx).metrics
         if metrics is not None:
             metrics.inc("api_errors", (error.code,))
         if error.error is ErrorCode.CLIENT_CLOSED_REQUEST:

@@ -7,8 +7,9 @@ import hmac
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from sanic import HTTPResponse, Request
+from sanic import HTTPResponse
 
+from api.context import ApiRequest
 from api.errors import ApiError, ErrorCode, unauthorized
 from api.security import TokenClaims
 from api.services import services
@@ -23,7 +24,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 Handler = Callable[..., Coroutine[Any, Any, HTTPResponse]]
 
 
-def header_token(request: Request) -> str | None:
+def header_token(request: ApiRequest) -> str | None:
     """The token of the `token` header, else of `Authorization: Bearer`; 401 if malformed."""
     token: str | None = request.headers.get(TOKEN_HEADER)
     if token is not None:
@@ -39,7 +40,7 @@ def header_token(request: Request) -> str | None:
     return credentials.strip()
 
 
-def cookie_token(request: Request) -> str | None:
+def cookie_token(request: ApiRequest) -> str | None:
     """The token of the `token` cookie, if any."""
     token: str | None = request.cookies.get(TOKEN_COOKIE)
     return token or None
@@ -50,7 +51,7 @@ def session_of(claims: TokenClaims) -> Session:
     return Session(name=claims.name, jti=claims.jti, generation=claims.generation)
 
 
-def authenticate(request: Request) -> TokenClaims:
+def authenticate(request: ApiRequest) -> TokenClaims:
     """Verify the request's token (header first, then cookie); raise a 401 ApiError otherwise.
 
     A header that is present but bad is a 401: it never falls back to the cookie. A request that
@@ -73,7 +74,7 @@ def authenticate(request: Request) -> TokenClaims:
     return claims
 
 
-def check_csrf(request: Request, claims: TokenClaims) -> None:
+def check_csrf(request: ApiRequest, claims: TokenClaims) -> None:
     """Double-submit check: X-CSRF-Token must equal the token's `csrf` claim."""
     sent: str = request.headers.get(CSRF_HEADER, "")
     if not (claims.csrf and sent and hmac.compare_digest(sent.encode(), claims.csrf.encode())):
@@ -88,10 +89,9 @@ def authenticated(handler: Handler) -> Handler:
     """Decorate a handler so it runs only with a verified token, on `request.ctx.user`."""
 
     @functools.wraps(handler)
-    async def guarded(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
+    async def guarded(request: ApiRequest, *args: Any, **kwargs: Any) -> HTTPResponse:
         claims = authenticate(request)
-        request.ctx.user = claims
-        request.ctx.session = session_of(claims)
+        request.ctx.authenticate(claims, session_of(claims))
         return await handler(request, *args, **kwargs)
 
     return guarded

@@ -11,26 +11,25 @@ from typing import Any, TextIO
 
 import orjson
 
+from storage.clock import SecondClock
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.server", "sanic.access", "sanic.websockets")
 # Fields a log call may add with `extra=`; JSON lines carry them.
 EXTRA_FIELDS = ("request_id", "method", "path", "route", "status", "duration_ms", "client", "user")
 
 
-def iso_time(seconds: float) -> str:
-    """UTC time as ISO 8601 with milliseconds."""
-    whole = int(seconds)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{stamp}.{int((seconds - whole) * 1000):03d}Z"
-
-
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, and the extra fields given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = SecondClock()
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
         entry: dict[str, Any] = {
-            "time": iso_time(record.created),
+            "time": self._clock.utc_iso(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -91,8 +90,7 @@ class AccessLog:
         self._stream = stream
         self._json = json
         self._lines: list[str] = []
-        self._second = -1
-        self._stamp = ""
+        self._clock = SecondClock()
 
     def write(self, access: Access) -> None:
         """Queue a line for `access`; a flush follows within FLUSH_SECONDS."""
@@ -102,19 +100,16 @@ class AccessLog:
         if self._json:
             self._lines.append(self._json_line(now, access))
             return
-        if int(now) != self._second:
-            self._second = int(now)
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         user = f" user={access.user}" if access.user else ""
         self._lines.append(
-            f"{self._stamp} INFO api.access: {access.method} {access.path} {access.status} "
-            f"{access.duration_ms:.1f}ms id={access.request_id} client={access.client}{user}\n"
+            f"{self._clock.local_stamp(now)} INFO api.access: {access.method} {access.path} "
+            f"{access.status} {access.duration_ms:.1f}ms id={access.request_id} "
+            f"client={access.client}{user}\n"
         )
 
-    @staticmethod
-    def _json_line(now: float, access: Access) -> str:
+    def _json_line(self, now: float, access: Access) -> str:
         entry = {
-            "time": iso_time(now),
+            "time": self._clock.utc_iso(now),
             "level": "INFO",
             "logger": "api.access",
             "message": f"{access.method} {access.path} {access.status}",

@@ -7,10 +7,11 @@ import re
 import secrets
 import time
 
-from sanic import Request, Sanic
+from sanic import Sanic
 from sanic.http import Http
 from sanic.response import BaseHTTPResponse
 
+from api.context import ApiRequest
 from api.errors import ApiError, ErrorCode
 from api.logs import Access, AccessLog
 from api.metrics import Metrics
@@ -21,7 +22,7 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")
 
 
-def has_body(request: Request) -> bool:
+def has_body(request: ApiRequest) -> bool:
     """True if the request announces a body (a non-zero Content-Length, or chunked)."""
     length = request.headers.get("content-length")
     if length is not None:
@@ -29,7 +30,7 @@ def has_body(request: Request) -> bool:
     return "transfer-encoding" in request.headers
 
 
-def require_json(request: Request) -> None:
+def require_json(request: ApiRequest) -> None:
     """415 unless a request with a body sends it as application/json; runs before any handler."""
     if request.method in BODY_METHODS and has_body(request):
         media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -39,13 +40,13 @@ def require_json(request: Request) -> None:
             )
 
 
-def route_of(request: Request) -> str:
+def route_of(request: ApiRequest) -> str:
     """The route template that answered (`/message`), or `unmatched`: a label of few values."""
     route = request.route
     return f"/{route.path}" if route is not None else "unmatched"
 
 
-def incoming_request_id(request: Request) -> str | None:
+def incoming_request_id(request: ApiRequest) -> str | None:
     """The caller's X-Request-ID when it is short and printable (kept and echoed), else None."""
     sent: str | None = request.headers.get("x-request-id")
     if sent is not None and _REQUEST_ID.fullmatch(sent):
@@ -66,34 +67,33 @@ def register(
     prefix = secrets.token_hex(4)
     numbers = itertools.count()
 
-    async def start(request: Request) -> None:
+    async def start(request: ApiRequest) -> None:
         request.ctx.started = time.perf_counter()
         request.ctx.request_id = (
             incoming_request_id(request) or f"{prefix}{next(numbers) & 0xFFFFFFFF:08x}"
         )
         require_json(request)
 
-    async def finish(request: Request, response: BaseHTTPResponse) -> None:
+    async def finish(request: ApiRequest, response: BaseHTTPResponse) -> None:
         if app.ctx.stopping and isinstance(request.stream, Http):
             # Shutting down: answer, then close, so a busy keep-alive client moves elsewhere
             # instead of being cut off mid-request when the grace period ends.
             request.stream.keep_alive = False
         ctx = request.ctx
-        request_id = getattr(ctx, "request_id", None)
-        if request_id is None:  # the request failed before its middleware ran (e.g. 413)
+        request_id = ctx.request_id
+        if not request_id:  # the request failed before its middleware ran (e.g. 413)
             request_id = f"{prefix}{next(numbers) & 0xFFFFFFFF:08x}"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Request-ID"] = request_id
         if access_log is None and metrics is None:
             return
-        started = getattr(ctx, "started", None)
-        seconds = time.perf_counter() - started if started else 0.0
+        seconds = time.perf_counter() - ctx.started if ctx.started else 0.0
         route = route_of(request)
         status = response.status
         if metrics is not None:
             metrics.request(route, request.method, status, seconds)
         if access_log is not None:
-            user = getattr(ctx, "user", None)
+            user = ctx.user
             # The path only: never the query string, headers, cookies or body.
             access_log.write(
                 Access(

@@ -17,6 +17,8 @@ import jwt
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("sub", "name", "iat", "exp", "jti", "gen")
 MAX_TOKEN_BYTES = 4096
+# Verified tokens kept, per worker (about 1 KB each); past that the oldest goes.
+TOKEN_CACHE_SIZE = 10_000
 # Header parameters that point at other keys or demand extensions: never honoured (RFC 8725 3.10).
 FORBIDDEN_HEADERS = frozenset({"kid", "jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "crit"})
 
@@ -211,7 +213,7 @@ class TokenVerifier:
         *,
         leeway: int,
         max_lifetime: int | None = None,
-        size: int = 10_000,
+        size: int = TOKEN_CACHE_SIZE,
     ) -> None:
         self._keys = tuple(keys)
         self._leeway = leeway

@@ -7,23 +7,20 @@ import os
 import time
 from dataclasses import dataclass
 
-from sanic import Request
-
+from api.context import ApiRequest
 from api.hashing import PasswordHasher
 from api.metrics import Metrics
 from api.security import TokenClaims, TokenVerifier
 from api.settings import Settings
-from storage import keys
 from storage.connection import Client, Monitor
 from storage.messages import MessageStore
 from storage.sessions import SessionStore
 from storage.store import Health
-from storage.throttle import Throttle, Window
+from storage.throttle import Limits, Throttle
 from storage.users import UserStore
 
 # Logins that may wait for a bcrypt thread, per thread, before new ones get a fast 503.
 HASH_QUEUE_PER_THREAD = 8
-SIGNUP_WINDOW_SECONDS = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +34,7 @@ class Services:
     sessions: SessionStore
     messages: MessageStore
     throttle: Throttle
+    limits: Limits
     health: Health
     hasher: PasswordHasher
     tokens: TokenVerifier
@@ -76,6 +74,12 @@ class Services:
                 redis, history_limit=settings.message_history_limit, monitor=monitor
             ),
             throttle=throttle,
+            limits=Limits(
+                login_failures=settings.login_max_failures,
+                login_address_failures=settings.login_addr_max_failures,
+                login_window_seconds=settings.login_window_seconds,
+                address_signups=settings.signup_addr_max,
+            ),
             health=Health(redis, monitor),
             hasher=hasher,
             tokens=TokenVerifier(
@@ -107,24 +111,6 @@ class Services:
         """Verify a token against the current and previous secrets; raise a TokenError."""
         return self.tokens.verify(token)
 
-    def login_windows(self, name: str, address: str) -> tuple[Window, Window]:
-        """The failed-login windows of an account and of a client address."""
-        s = self.settings
-        return (
-            Window(keys.login_failures(name), s.login_max_failures, s.login_window_seconds),
-            Window(
-                keys.login_address_failures(address),
-                s.login_addr_max_failures,
-                s.login_window_seconds,
-            ),
-        )
-
-    def signup_window(self, address: str) -> Window:
-        """The signups-per-hour window of a client address."""
-        return Window(
-            keys.address_signups(address), self.settings.signup_addr_max, SIGNUP_WINDOW_SECONDS
-        )
-
 
 def _count_failure(metrics: Metrics, reason: str) -> None:
     metrics.inc("redis_failures", (reason,))
@@ -140,13 +126,12 @@ def _observe_wait(metrics: Metrics, seconds: float) -> None:
     metrics.observe("bcrypt_wait_seconds", seconds)
 
 
-def services(request: Request) -> Services:
+def services(request: ApiRequest) -> Services:
     """The Services of the app serving `request`."""
-    found: Services = request.app.ctx.services
-    return found
+    return request.app.ctx.services
 
 
-def client_address(request: Request) -> str:
+def client_address(request: ApiRequest) -> str:
     """The client's address: from proxy headers only when FORWARDED_SECRET or PROXIES_COUNT
     says they can be trusted (Sanic's `remote_addr`), else the peer's address."""
     address: str = request.remote_addr or request.ip

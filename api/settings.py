@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from redis.connection import parse_url
@@ -20,6 +20,10 @@ MIN_SECRET_BYTES = 32
 CookieSecure = Literal["auto", "true", "false"]
 SameSite = Literal["Lax", "Strict", "None"]
 LogFormat = Literal["text", "json"]
+COOKIE_SECURE_VALUES: tuple[str, ...] = get_args(CookieSecure)
+SAMESITE_VALUES: tuple[str, ...] = get_args(SameSite)
+LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class SettingsError(ValueError):
@@ -72,27 +76,15 @@ class Settings:
         _check(4 <= self.bcrypt_rounds <= 31, "BCRYPT_ROUNDS", "must be between 4 and 31")
         _check(self.message_history_limit >= 1, "MESSAGE_HISTORY_LIMIT", "must be at least 1")
         _check(self.message_max_chars >= 1, "MESSAGE_MAX_CHARS", "must be at least 1")
-        _check(
-            self.cookie_secure in ("auto", "true", "false"),
-            "COOKIE_SECURE",
-            "must be auto, true or false",
-        )
-        _check(
-            self.cookie_samesite in ("Lax", "Strict", "None"),
-            "COOKIE_SAMESITE",
-            "must be Lax, Strict or None",
-        )
+        _check_one_of("COOKIE_SECURE", self.cookie_secure, COOKIE_SECURE_VALUES)
+        _check_one_of("COOKIE_SAMESITE", self.cookie_samesite, SAMESITE_VALUES)
         _check(
             self.cookie_samesite != "None" or self.cookie_secure == "true",
             "COOKIE_SAMESITE",
             "None requires COOKIE_SECURE=true (browsers drop insecure SameSite=None cookies)",
         )
-        _check(
-            self.log_level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
-            "LOG_LEVEL",
-            "must be DEBUG, INFO, WARNING, ERROR or CRITICAL",
-        )
-        _check(self.log_format in ("text", "json"), "LOG_FORMAT", "must be text or json")
+        _check_one_of("LOG_LEVEL", self.log_level, LOG_LEVELS)
+        _check_one_of("LOG_FORMAT", self.log_format, LOG_FORMATS)
         _check(
             self.metrics_token is None or len(self.metrics_token) >= 16,
             "METRICS_TOKEN",
@@ -159,8 +151,7 @@ class Settings:
             raw = values.get(f.name.upper())
             if raw is None or raw.strip() == "":
                 continue
-            parse = _PARSERS.get(f.name) or _BY_TYPE.get(str(f.type), _text)
-            kwargs[f.name] = parse(f.name.upper(), raw.strip())
+            kwargs[f.name] = CASTERS[f.name](f.name.upper(), raw.strip())
         return cls(**kwargs)
 
 
@@ -204,6 +195,11 @@ def read_env_file(path: Path) -> dict[str, str]:
 def _check(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise SettingsError(f"{name} {message}")
+
+
+def _check_one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    words = ", ".join(allowed[:-1]) + f" or {allowed[-1]}"
+    _check(value in allowed, name, f"must be {words}")
 
 
 # Values that are placeholders, not secrets: refused even when long enough.
@@ -285,14 +281,6 @@ def _bool(name: str, raw: str) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
-def _cookie_secure(name: str, raw: str) -> str:
-    return raw.lower()
-
-
-def _samesite(name: str, raw: str) -> str:
-    return raw.capitalize()
-
-
 def _lower(name: str, raw: str) -> str:
     return raw.lower()
 
@@ -301,10 +289,43 @@ def _upper(name: str, raw: str) -> str:
     return raw.upper()
 
 
-_BY_TYPE: dict[str, Callable[[str, str], Any]] = {"int": _int, "float": _float, "bool": _bool}
-_PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "cookie_secure": _cookie_secure,
-    "cookie_samesite": _samesite,
+def _capitalized(name: str, raw: str) -> str:
+    return raw.capitalize()
+
+
+# How each setting is read from its environment variable: one caster per field, checked against
+# the fields by a test. The values allowed are checked by Settings itself.
+CASTERS: dict[str, Callable[[str, str], Any]] = {
+    "host": _text,
+    "port": _int,
+    "workers": _int,
+    "redis_url": _text,
+    "redis_cluster": _bool,
+    "jwt_secret": _text,
+    "jwt_ttl_seconds": _int,
+    "jwt_leeway_seconds": _int,
+    "bcrypt_rounds": _int,
+    "message_history_limit": _int,
+    "message_max_chars": _int,
+    "cookie_secure": _lower,
+    "cookie_samesite": _capitalized,
     "log_level": _upper,
     "log_format": _lower,
+    "access_log": _bool,
+    "metrics": _bool,
+    "metrics_token": _text,
+    "metrics_dir": _text,
+    "jwt_secret_previous": _text,
+    "csrf_protection": _bool,
+    "login_max_failures": _int,
+    "login_window_seconds": _int,
+    "login_addr_max_failures": _int,
+    "signup_addr_max": _int,
+    "forwarded_secret": _text,
+    "proxies_count": _int,
+    "request_max_size": _int,
+    "request_timeout": _float,
+    "response_timeout": _float,
+    "keep_alive_timeout": _float,
+    "graceful_shutdown_timeout": _float,
 }

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import socket
 import tempfile
-import time
 from pathlib import Path
 
-import redis
-
 from api.settings import Settings
-from storage.connection import MEMORY_URL, create_redis
-from storage.users import take_census
+from storage.connection import (
+    LOCAL_REDIS_URL,
+    MEMORY_URL,
+    eviction_policy,
+    redis_answers,
+    wait_for_redis,
+)
+from storage.errors import SetupRefused, StorageUnavailable
+from storage.users import run_census
 
 logger = logging.getLogger("api.startup")
-
-LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class StartupError(RuntimeError):
@@ -43,74 +44,30 @@ def check_port(host: str, port: int) -> None:
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def redis_answers(url: str, timeout: float = 0.5) -> bool:
-    """True if a Redis server at `url` answers PING within `timeout` seconds; raise StartupError
-    if it answers but refuses the connection's set-up (a wrong password, no such database)."""
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+def count_password_costs(url: str, *, cluster: bool) -> None:
+    """Count the password hashes stored before their costs were counted (once per store)."""
     try:
-        return bool(client.ping())
-    except redis.AuthenticationError as exc:
-        raise StartupError(f"REDIS_URL: Redis refused the credentials: {exc}") from None
-    except redis.ResponseError as exc:
-        raise StartupError(f"REDIS_URL: Redis refused the connection's set-up: {exc}") from None
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        return False
-    finally:
-        client.close()
-
-
-def wait_for_redis(url: str, seconds: float) -> None:
-    """Wait up to `seconds` for Redis at `url`, backing off; raise StartupError if it does not."""
-    deadline = time.monotonic() + seconds
-    delay = 0.1
-    while not redis_answers(url):
-        if time.monotonic() + delay > deadline:
-            raise StartupError(
-                f"Redis at REDIS_URL did not answer within {seconds:g} s; "
-                "check that it runs and that REDIS_URL is right"
-            )
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)
+        counts = run_census(url, cluster=cluster)
+    except StorageUnavailable as exc:
+        logger.warning(
+            "could not count the stored password hashes by cost (%s); an unknown name is checked "
+            "at BCRYPT_ROUNDS until it is",
+            exc,
+        )
+        return
+    if counts is not None:
+        logger.info("counted the stored password hashes by bcrypt cost: %s", counts or "none")
 
 
 def warn_if_evicting(url: str) -> None:
     """Warn when Redis may evict keys: revocation markers would silently disappear."""
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
-    except redis.RedisError:
-        return  # CONFIG may be disabled (managed Redis); nothing to tell then
-    finally:
-        client.close()
+    policy = eviction_policy(url)
     if policy not in (None, "noeviction"):
         logger.warning(
             "Redis maxmemory-policy is %s: under memory pressure it may evict keys, revocations "
             "included (logged-out tokens would work again); use noeviction",
             policy,
         )
-
-
-def count_password_costs(url: str, *, cluster: bool) -> None:
-    """Count the password hashes stored before their costs were counted (once per store)."""
-
-    async def census() -> dict[int, int] | None:
-        client = create_redis(url, cluster=cluster)
-        try:
-            return await take_census(client)
-        finally:
-            await client.aclose()
-
-    try:
-        counts = asyncio.run(census())
-    except redis.RedisError as exc:
-        logger.warning(
-            "could not count the stored password hashes by cost (%s); an unknown name is checked "
-            "at BCRYPT_ROUNDS until it is",
-            type(exc).__name__,
-        )
-        return
-    if counts is not None:
-        logger.info("counted the stored password hashes by bcrypt cost: %s", counts or "none")
 
 
 def prepare_metrics_dir(settings: Settings) -> tuple[Settings, Path | None]:
@@ -133,17 +90,20 @@ def prepare_metrics_dir(settings: Settings) -> tuple[Settings, Path | None]:
 
 def prepare(settings: Settings, *, redis_wait_seconds: float = 5.0) -> Settings:
     """Resolve the store (explicit, local, or embedded) and the secret, once for all workers."""
-    if settings.redis_url is None:
-        if redis_answers(LOCAL_REDIS_URL):
-            logger.info("REDIS_URL is unset; using the local Redis on 127.0.0.1:6379")
-            settings = settings.replace(redis_url=LOCAL_REDIS_URL)
-        else:
-            settings = settings.replace(redis_url=MEMORY_URL)
-    elif settings.redis_url != MEMORY_URL:
-        wait_for_redis(settings.redis_url, redis_wait_seconds)
-    if not settings.uses_memory_store:
-        warn_if_evicting(settings.redis_url or LOCAL_REDIS_URL)
-        count_password_costs(settings.redis_url or LOCAL_REDIS_URL, cluster=settings.redis_cluster)
+    url = settings.redis_url
+    try:
+        if url is None:
+            url = LOCAL_REDIS_URL if redis_answers(LOCAL_REDIS_URL) else MEMORY_URL
+            if url == LOCAL_REDIS_URL:
+                logger.info("REDIS_URL is unset; using the local Redis on 127.0.0.1:6379")
+            settings = settings.replace(redis_url=url)
+        elif url != MEMORY_URL:
+            wait_for_redis(url, redis_wait_seconds)
+    except (SetupRefused, StorageUnavailable) as exc:
+        raise StartupError(str(exc)) from None
+    if url != MEMORY_URL:
+        warn_if_evicting(url)
+        count_password_costs(url, cluster=settings.redis_cluster)
     if settings.uses_memory_store:
         logger.warning(
             "using the embedded in-process store: data lives only as long as this process; "

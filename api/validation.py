@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from sanic import Request
 
+from api.context import ApiRequest
 from api.errors import ApiError, ErrorCode, ValidationError
 
 NAME_MAX_CHARS = 64
@@ -79,7 +79,7 @@ _LAST_N = re.compile(r"\s*last\s+([0-9]+)\s*")
 _MAX_COUNT_DIGITS = 9
 
 
-def json_object(request: Request) -> dict[str, Any]:
+def json_object(request: ApiRequest) -> dict[str, Any]:
     """The body as a JSON object: 400 invalid_json if it is not JSON, 422 if not an object."""
     try:
         data = orjson.loads(request.body)
@@ -152,7 +152,7 @@ def last_count(text_value: str, cap: int) -> int | None:
     return min(count, cap)
 
 
-def limit(request: Request, *, default: int, maximum: int) -> int:
+def limit(request: ApiRequest, *, default: int, maximum: int) -> int:
     """The `limit` query parameter: an integer from 1 to `maximum`, `default` when absent."""
     values = request.get_args(keep_blank_values=True).getlist("limit")
     if not values:

@@ -1,4 +1,4 @@
-"""Building the Redis client and turning Redis failures into `StorageUnavailable`."""
+"""The Redis client: building it, classifying its failures, watching outages, start-up probes."""
 
 from __future__ import annotations
 
@@ -9,17 +9,27 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import redis
 import redis.exceptions as rex
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from storage.errors import SetupRefused, StorageUnavailable
+
 logger = logging.getLogger("api.storage")
 
 MEMORY_URL = "memory://"
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 SOCKET_TIMEOUT_SECONDS = 1.0
 CLUSTER_MAX_CONNECTIONS = 512
 PROBE_TTL_MS = 10_000
+# A failed command is tried once more after 20 ms (at most 200 ms of back-off).
+RETRIES = 1
+RETRY_BACKOFF_BASE = 0.02
+RETRY_BACKOFF_CAP = 0.2
+# A pooled connection idle this long is checked with a PING before it is used again.
+HEALTH_CHECK_SECONDS = 30
 # Upper bound on one storage call, retries included, so a hanging Redis is a fast 503.
 CALL_TIMEOUT_SECONDS = 1.5
 
@@ -122,7 +132,7 @@ def create_redis(url: str, *, cluster: bool = False, max_connections: int = 64) 
     in-process store for `memory://`, else a plain Redis client with a bounded pool."""
     if url == MEMORY_URL:
         return create_memory_redis(max_connections=max_connections)
-    retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1)
+    retry = Retry(ExponentialBackoff(cap=RETRY_BACKOFF_CAP, base=RETRY_BACKOFF_BASE), RETRIES)
     if cluster:
         return RedisCluster.from_url(
             url,
@@ -133,7 +143,7 @@ def create_redis(url: str, *, cluster: bool = False, max_connections: int = 64) 
             socket_timeout=SOCKET_TIMEOUT_SECONDS,
             socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
             retry=retry,
-            health_check_interval=30,
+            health_check_interval=HEALTH_CHECK_SECONDS,
         )
     pool = BlockingConnectionPool.from_url(
         url,
@@ -143,7 +153,7 @@ def create_redis(url: str, *, cluster: bool = False, max_connections: int = 64) 
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
         retry=retry,
-        health_check_interval=30,
+        health_check_interval=HEALTH_CHECK_SECONDS,
     )
     return Redis(connection_pool=pool)
 
@@ -175,3 +185,52 @@ async def initialize(client: Client) -> None:
         # Not reachable yet: the client initialises itself on its first command instead.
         with contextlib.suppress(*_UNAVAILABLE):
             await bounded(client.initialize())
+
+
+# Start-up probes: run once by the main process, before any worker, with synchronous clients.
+
+
+def redis_answers(url: str, timeout: float = 0.5) -> bool:
+    """True if a Redis server at `url` answers PING within `timeout` seconds; raise SetupRefused
+    if it answers but refuses the connection's set-up (a wrong password, no such database)."""
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except redis.AuthenticationError as exc:
+        raise SetupRefused(f"REDIS_URL: Redis refused the credentials: {exc}") from None
+    except redis.ResponseError as exc:
+        raise SetupRefused(f"REDIS_URL: Redis refused the connection's set-up: {exc}") from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def wait_for_redis(url: str, seconds: float) -> None:
+    """Wait up to `seconds` for Redis at `url`, backing off; raise StorageUnavailable if it does
+    not answer (SetupRefused if it refuses the set-up)."""
+    deadline = time.monotonic() + seconds
+    delay = 0.1
+    while not redis_answers(url):
+        if time.monotonic() + delay > deadline:
+            raise StorageUnavailable(
+                f"Redis at REDIS_URL did not answer within {seconds:g} s; "
+                "check that it runs and that REDIS_URL is right"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def eviction_policy(url: str) -> str | None:
+    """Redis's maxmemory-policy, or None when it cannot be read (CONFIG disabled, managed Redis)."""
+    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    return str(policy) if policy is not None else None
+
+
+# Start-up probes: run once by the main process, before any worker, with synchronous clients.

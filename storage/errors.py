@@ -11,6 +11,10 @@ class StorageUnavailable(StorageError):
     """Redis could not be reached or did not answer in time."""
 
 
+class SetupRefused(StorageError):
+    """Redis answers but refuses a connection's set-up (a wrong password, no such database)."""
+
+
 class NameTaken(StorageError):
     """A user with this name already exists."""
 

@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import orjson
 
 from storage import keys, scripts
+from storage.clock import SecondClock
 from storage.connection import Client, Monitor
 from storage.models import Message, Session
 from storage.sessions import raise_for_status, session_keys
 from storage.store import Store, translate_errors
-
-
-class _Clock:
-    """UTC now as ISO 8601 with milliseconds; the date and time part is formatted once a second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def now(self) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second, self._prefix = (
-                second,
-                time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)),
-            )
-        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
-
-
-_now_iso = _Clock().now
 
 
 class MessageStore(Store):
@@ -41,6 +19,7 @@ class MessageStore(Store):
         self, client: Client, *, history_limit: int, monitor: Monitor | None = None
     ) -> None:
         super().__init__(client, monitor)
+        self._clock = SecondClock()
         self._history_limit = history_limit
         self._append = self._script(scripts.APPEND_MESSAGE)
         self._last = self._script(scripts.LAST_MESSAGES)
@@ -48,7 +27,7 @@ class MessageStore(Store):
     @translate_errors
     async def append_message(self, session: Session, text: str) -> Message:
         """Store a message if the session is valid, trimming the history to its cap, atomically."""
-        message = Message(text=text, sent_at=_now_iso())
+        message = Message(text=text, sent_at=self._clock.utc_iso())
         element = orjson.dumps({"text": message.text, "sent_at": message.sent_at})
         raise_for_status(
             await self._append(

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from storage import scripts
+from storage import keys, scripts
 from storage.connection import Client, Monitor
 from storage.errors import RateLimited
 from storage.store import Store, translate_errors
@@ -27,6 +27,34 @@ class Window:
     key: str
     limit: int
     seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How many attempts the windows allow, and how long they last."""
+
+    login_failures: int
+    login_address_failures: int
+    login_window_seconds: int
+    address_signups: int
+    signup_window_seconds: int = 3600
+
+    def login_windows(self, name: str, address: str) -> tuple[Window, Window]:
+        """The login windows of an account and of a client address."""
+        return (
+            Window(keys.login_failures(name), self.login_failures, self.login_window_seconds),
+            Window(
+                keys.login_address_failures(address),
+                self.login_address_failures,
+                self.login_window_seconds,
+            ),
+        )
+
+    def signup_window(self, address: str) -> Window:
+        """The signups-per-hour window of a client address."""
+        return Window(
+            keys.address_signups(address), self.address_signups, self.signup_window_seconds
+        )
 
 
 class Throttle(Store):

@@ -7,9 +7,11 @@ import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+import redis.exceptions as rex
+
 from storage import keys, scripts
-from storage.connection import Client, Monitor
-from storage.errors import NameTaken
+from storage.connection import Client, Monitor, create_redis
+from storage.errors import NameTaken, StorageUnavailable
 from storage.models import LoginState
 from storage.store import Store, translate_errors
 from storage.throttle import Throttle, Window
@@ -116,3 +118,20 @@ async def take_census(client: Client, *, batch: int = 500) -> dict[int, int] | N
     pairs = [str(value) for item in sorted(counts.items()) for value in item]
     added = await add(keys=[costs_key], args=pairs)
     return counts if added else None
+
+
+def run_census(url: str, *, cluster: bool) -> dict[int, int] | None:
+    """Take the census of stored password-hash costs (storage.users.take_census) on a client of
+    its own; raise StorageUnavailable when Redis fails meanwhile."""
+
+    async def census() -> dict[int, int] | None:
+        client = create_redis(url, cluster=cluster)
+        try:
+            return await take_census(client)
+        finally:
+            await client.aclose()
+
+    try:
+        return asyncio.run(census())
+    except rex.RedisError as exc:
+        raise StorageUnavailable(type(exc).__name__) from exc

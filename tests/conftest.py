@@ -24,6 +24,7 @@ import httpx
 import jwt
 import pytest
 import redis
+from sanic import Sanic
 from sanic_testing.reusable import ReusableClient
 from sanic_testing.testing import TestingResponse
 
@@ -35,6 +36,8 @@ from storage import keys
 from storage.connection import Client, create_memory_redis, create_redis
 
 T = TypeVar("T")
+# Many apps of one name in this process: Sanic's own test mode allows it.
+Sanic.test_mode = True
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 PASSWORD = "correct horse battery"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from api.settings import PLACEHOLDER_SECRET, Settings, SettingsError
-from api.startup import StartupError, prepare, wait_for_redis
+from api.app import create_app
+from api.settings import CASTERS, PLACEHOLDER_SECRET, Settings, SettingsError
+from api.startup import StartupError, prepare
 from storage.connection import MEMORY_URL
 from tests.conftest import ROOT, SECRET, RedisServer, free_port
 
@@ -87,8 +88,12 @@ def test_unset_redis_url_uses_local_redis_when_it_answers(
 
 
 def test_unreachable_redis_url_is_a_clear_start_up_error() -> None:
-    with pytest.raises(StartupError, match="REDIS_URL"):
-        wait_for_redis(f"redis://127.0.0.1:{free_port()}/0", seconds=0.3)
+    with pytest.raises(StartupError) as raised:
+        prepare(Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"), redis_wait_seconds=0.3)
+    assert str(raised.value) == (
+        "Redis at REDIS_URL did not answer within 0.3 s; check that it runs and that REDIS_URL "
+        "is right"
+    )
 
 
 @pytest.mark.parametrize(
@@ -178,3 +183,16 @@ def test_bad_secret_files_and_observability_settings(env: dict[str, str], messag
     with pytest.raises(SettingsError) as raised:
         Settings.from_env(env, env_file=None)
     assert str(raised.value) == message
+
+
+def test_the_factory_never_makes_up_a_secret() -> None:
+    with pytest.raises(SettingsError) as raised:
+        create_app(Settings(redis_url=MEMORY_URL))
+    assert str(raised.value) == (
+        "JWT_SECRET is not set: set it, or start the service with run.py, which generates "
+        "one for all workers"
+    )
+
+
+def test_every_setting_has_its_caster() -> None:
+    assert set(CASTERS) == {f.name for f in dataclasses.fields(Settings)}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sanic import Blueprint, HTTPResponse, Request
+from sanic import Blueprint, HTTPResponse
 
 from api import docs, validation
+from api.context import ApiRequest
 from api.errors import ApiError, ErrorCode, unauthorized
 from api.guard import (
     CSRF_COOKIE,
@@ -22,18 +23,18 @@ from api.settings import Settings
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-async def signup(request: Request) -> HTTPResponse:
+async def signup(request: ApiRequest) -> HTTPResponse:
     """Create a user with a bcrypt-sha256 password hash; signups per address are capped."""
     data = validation.json_object(request)
     name, password = validation.name(data), validation.password(data)
     svc = services(request)
-    await svc.throttle.take(svc.signup_window(client_address(request)))
+    await svc.throttle.take(svc.limits.signup_window(client_address(request)))
     password_hash = await svc.hasher.hash(password)
     await svc.users.create_user(name, password_hash, svc.hasher.rounds)
     return json({"name": name}, status=201)
 
 
-async def login(request: Request) -> HTTPResponse:
+async def login(request: ApiRequest) -> HTTPResponse:
     """Check the credentials and issue a token; the same 401 whether or not the name exists.
 
     Every attempt is taken from the account's and the address's windows before the password is
@@ -43,7 +44,7 @@ async def login(request: Request) -> HTTPResponse:
     data = validation.json_object(request)
     name, password = validation.name(data), validation.password(data)
     svc = services(request)
-    account, address = svc.login_windows(name, client_address(request))
+    account, address = svc.limits.login_windows(name, client_address(request))
     state = await svc.users.begin_login(name, account, address)
     verdict = await svc.hasher.verify(
         password, state.password_hash, stored_costs=state.stored_costs
@@ -63,7 +64,7 @@ async def login(request: Request) -> HTTPResponse:
     return response
 
 
-async def logout(request: Request) -> HTTPResponse:
+async def logout(request: ApiRequest) -> HTTPResponse:
     """Revoke every valid token presented (header and cookie) for the rest of its life."""
     svc = services(request)
     for token in _presented_tokens(request):
@@ -79,7 +80,7 @@ async def logout(request: Request) -> HTTPResponse:
 
 
 @authenticated
-async def logout_all(request: Request) -> HTTPResponse:
+async def logout_all(request: ApiRequest) -> HTTPResponse:
     """Invalidate all of the user's tokens (new logins work); clear this client's cookies."""
     svc = services(request)
     await svc.sessions.end_all(request.ctx.session)
@@ -90,13 +91,14 @@ async def logout_all(request: Request) -> HTTPResponse:
 
 
 @authenticated
-async def me(request: Request) -> HTTPResponse:
+async def me(request: ApiRequest) -> HTTPResponse:
     """Return the authenticated user's name."""
-    await services(request).sessions.check(request.ctx.session)
-    return json({"name": request.ctx.user.name})
+    session = request.ctx.session
+    await services(request).sessions.check(session)
+    return json({"name": session.name})
 
 
-def _presented_tokens(request: Request) -> list[str]:
+def _presented_tokens(request: ApiRequest) -> list[str]:
     tokens = []
     try:
         from_header = header_token(request)
@@ -110,7 +112,7 @@ def _presented_tokens(request: Request) -> list[str]:
 
 def _set_cookies(
     response: HTTPResponse,
-    request: Request,
+    request: ApiRequest,
     settings: Settings,
     token: str,
     csrf: str,

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from sanic import Blueprint, HTTPResponse, Request
+from sanic import Blueprint, HTTPResponse
 
 from api import docs
+from api.context import ApiRequest
 from api.errors import ErrorCode, ShuttingDown
 from api.responses import json
 from api.services import services
 from api.settings import Settings
 
 
-async def healthz(request: Request) -> HTTPResponse:
+async def healthz(request: ApiRequest) -> HTTPResponse:
     """Answer while the process runs, whatever the state of Redis."""
     return json({"status": "ok"})
 
 
-async def readyz(request: Request) -> HTTPResponse:
+async def readyz(request: ApiRequest) -> HTTPResponse:
     """Answer 200 when Redis accepts a write, else 503 storage_unavailable; 503 shutting_down
     once the service is stopping."""
     if not request.app.ctx.stopping:

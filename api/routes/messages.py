@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sanic import Blueprint, HTTPResponse, Request
+from sanic import Blueprint, HTTPResponse
 
 from api import docs, validation
+from api.context import ApiRequest
 from api.errors import ApiError, ErrorCode
 from api.guard import authenticated
 from api.responses import json
@@ -16,7 +17,7 @@ DEFAULT_LIMIT = 20
 
 
 @authenticated
-async def post_message(request: Request) -> HTTPResponse:
+async def post_message(request: ApiRequest) -> HTTPResponse:
     """Store the text, or answer `last N` with the N newest messages (the query is not stored)."""
     svc = services(request)
     data = validation.json_object(request)
@@ -35,7 +36,7 @@ async def post_message(request: Request) -> HTTPResponse:
 
 
 @authenticated
-async def list_messages(request: Request) -> HTTPResponse:
+async def list_messages(request: ApiRequest) -> HTTPResponse:
     """Return up to `limit` (default 20) of the user's newest messages with their send times."""
     svc = services(request)
     cap = svc.settings.message_history_limit

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hmac
 
-from sanic import Blueprint, HTTPResponse, Request
+from sanic import Blueprint, HTTPResponse
 from sanic.response import raw
 from sanic_ext import openapi
 
+from api.context import ApiRequest
 from api.errors import ApiError, ErrorCode
-from api.metrics import CONTENT_TYPE, Metrics
+from api.metrics import CONTENT_TYPE
 from api.settings import Settings
 
 
@@ -17,7 +18,7 @@ def blueprint(settings: Settings) -> Blueprint:
     """The metrics route; with METRICS_TOKEN set, only `Authorization: Bearer <it>` reads it."""
     expected = f"Bearer {settings.metrics_token}".encode() if settings.metrics_token else None
 
-    async def metrics(request: Request) -> HTTPResponse:
+    async def metrics(request: ApiRequest) -> HTTPResponse:
         """Every worker's tallies added up, rendered by prometheus-client."""
         if expected is not None:
             sent = request.headers.get("authorization", "").encode()
@@ -27,7 +28,8 @@ def blueprint(settings: Settings) -> Blueprint:
                     "the metrics need Authorization: Bearer <METRICS_TOKEN>",
                     {"WWW-Authenticate": 'Bearer realm="metrics"'},
                 )
-        tallies: Metrics = request.app.ctx.metrics
+        tallies = request.app.ctx.metrics
+        assert tallies is not None  # the route exists only with metrics
         return raw(tallies.text(), content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
     bp = Blueprint("metrics")
