@@ -61,6 +61,6 @@ fuzz: $(DEV)
 
 ## bench: wrk against the API and a bare Sanic endpoint; writes bench/RESULTS.md (about 5 minutes)
 bench: $(RUNTIME)
-	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
-	@command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
+	@for tool in wrk redis-server redis-cli; do command -v $$tool >/dev/null || \
+	  { echo "make bench needs $$tool: apt-get install wrk redis-server"; exit 1; }; done
 	$(BIN)/python bench/run_bench.py

@@ -104,8 +104,9 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
         },
     )
     _describe_api(app)
-    for routes in (auth, messages, health):
-        app.blueprint(routes.blueprint(settings))
+    app.blueprint(auth.blueprint())
+    app.blueprint(messages.blueprint(settings))  # its limits are in its document
+    app.blueprint(health.blueprint())
     app.blueprint(docs_ui.blueprint())
     app.blueprint(client.blueprint())
     if metrics is not None:

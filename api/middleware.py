@@ -67,11 +67,12 @@ def register(
     prefix = secrets.token_hex(4)
     numbers = itertools.count()
 
+    def new_request_id() -> str:
+        return f"{prefix}{next(numbers) & 0xFFFFFFFF:08x}"
+
     async def start(request: ApiRequest) -> None:
         request.ctx.started = time.perf_counter()
-        request.ctx.request_id = (
-            incoming_request_id(request) or f"{prefix}{next(numbers) & 0xFFFFFFFF:08x}"
-        )
+        request.ctx.request_id = incoming_request_id(request) or new_request_id()
         require_json(request)
 
     async def finish(request: ApiRequest, response: BaseHTTPResponse) -> None:
@@ -82,7 +83,7 @@ def register(
         ctx = request.ctx
         request_id = ctx.request_id
         if not request_id:  # the request failed before its middleware ran (e.g. 413)
-            request_id = f"{prefix}{next(numbers) & 0xFFFFFFFF:08x}"
+            request_id = new_request_id()
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Request-ID"] = request_id
         if access_log is None and metrics is None:

@@ -468,7 +468,7 @@ def main() -> int:
     args = parser.parse_args()
     for tool in ("wrk", "redis-server", "redis-cli"):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed (make bench installs it with apt-get)")
+            sys.exit(f"{tool} is not installed: apt-get install wrk redis-server")
 
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(args.seconds, args.runs, Path(tmp))

@@ -136,7 +136,7 @@ def _set_cookies(
         )
 
 
-def blueprint(settings: Settings) -> Blueprint:
+def blueprint() -> Blueprint:
     """A new blueprint with this module's routes and their descriptions."""
     bp = Blueprint("auth")
     docs.add_route(

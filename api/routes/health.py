@@ -9,7 +9,6 @@ from api.context import ApiRequest
 from api.errors import ErrorCode, ShuttingDown
 from api.responses import json
 from api.services import services
-from api.settings import Settings
 
 
 async def healthz(request: ApiRequest) -> HTTPResponse:
@@ -27,7 +26,7 @@ async def readyz(request: ApiRequest) -> HTTPResponse:
     return json({"status": "ready"})
 
 
-def blueprint(settings: Settings) -> Blueprint:
+def blueprint() -> Blueprint:
     """A new blueprint with the probes and their descriptions."""
     bp = Blueprint("health")
     docs.add_route(
