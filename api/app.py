@@ -21,7 +21,6 @@ from api.routes import metrics as metrics_route
 from api.services import Services
 from api.settings import Settings, SettingsError
 from storage.connection import MEMORY_URL, Client, create_redis, initialize
-from storage.pipeline import close_pipeline
 
 logger = logging.getLogger("api")
 
@@ -141,7 +140,8 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
         if metrics is not None:
             await metrics.stop()
         # The pipelined connection belongs to this app's loop, even with an injected client.
-        await close_pipeline(services.redis)
+        if services.pipeline is not None:
+            await services.pipeline.aclose()
         if app.ctx.owns_redis:
             await services.redis.aclose()
 

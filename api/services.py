@@ -14,6 +14,7 @@ from api.security import TokenClaims, TokenVerifier
 from api.settings import Settings
 from storage.connection import Client, Monitor
 from storage.messages import MessageStore
+from storage.pipeline import AutoPipeline, auto_pipeline
 from storage.sessions import SessionStore
 from storage.store import Health
 from storage.throttle import Limits, Throttle
@@ -30,6 +31,7 @@ class Services:
     settings: Settings
     keys: tuple[str, ...]
     redis: Client
+    pipeline: AutoPipeline | None
     users: UserStore
     sessions: SessionStore
     messages: MessageStore
@@ -54,7 +56,9 @@ class Services:
         if metrics is not None:
             monitor.on_failure = functools.partial(_count_failure, metrics)
             monitor.on_round_trip = functools.partial(_count_round_trip, metrics)
-        throttle = Throttle(redis, monitor)
+        # One auto-pipelined connection per worker, closed with the app.
+        pipeline = auto_pipeline(redis, monitor)
+        throttle = Throttle(redis, monitor, pipeline)
         hasher = PasswordHasher(
             settings.bcrypt_rounds,
             threads=threads,
@@ -68,10 +72,14 @@ class Services:
             settings=settings,
             keys=keys,
             redis=redis,
-            users=UserStore(redis, monitor, throttle=throttle),
-            sessions=SessionStore(redis, monitor),
+            pipeline=pipeline,
+            users=UserStore(redis, monitor, pipeline, throttle=throttle),
+            sessions=SessionStore(redis, monitor, pipeline),
             messages=MessageStore(
-                redis, history_limit=settings.message_history_limit, monitor=monitor
+                redis,
+                history_limit=settings.message_history_limit,
+                monitor=monitor,
+                pipeline=pipeline,
             ),
             throttle=throttle,
             limits=Limits(

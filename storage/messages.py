@@ -8,6 +8,7 @@ from storage import keys, scripts
 from storage.clock import SecondClock
 from storage.connection import Client, Monitor
 from storage.models import Message, Session
+from storage.pipeline import AutoPipeline
 from storage.sessions import raise_for_status, session_keys
 from storage.store import Store, translate_errors
 
@@ -16,9 +17,14 @@ class MessageStore(Store):
     """Messages kept as JSON objects `{"text", "sent_at"}` in the list `messages:{<name>}`."""
 
     def __init__(
-        self, client: Client, *, history_limit: int, monitor: Monitor | None = None
+        self,
+        client: Client,
+        *,
+        history_limit: int,
+        monitor: Monitor | None = None,
+        pipeline: AutoPipeline | None = None,
     ) -> None:
-        super().__init__(client, monitor)
+        super().__init__(client, monitor, pipeline)
         self._clock = SecondClock()
         self._history_limit = history_limit
         self._append = self._script(scripts.APPEND_MESSAGE)

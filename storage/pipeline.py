@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -234,7 +233,7 @@ class AutoPipeline:
     """Queues the script calls of one loop iteration and sends them on the process's one line."""
 
     def __init__(self, client: Redis) -> None:
-        # No reference to the client itself: it is the key of the weak map of pipelines.
+        # No reference to the client itself: the pipeline never keeps it alive.
         self._address = Address.of(client)
         self._queue: list[Call] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the queued calls
@@ -313,30 +312,29 @@ class AutoPipeline:
         return task
 
 
-_pipelines: weakref.WeakKeyDictionary[Redis, AutoPipeline] = weakref.WeakKeyDictionary()
-
-
-def _pipeline(client: Client, monitor: Monitor | None) -> AutoPipeline | None:
-    """The auto-pipeline of a plain client on a socket; None for a cluster client (its
-    pipelines refuse EVALSHA) and for the embedded store (no round trip to save)."""
+def auto_pipeline(client: Client, monitor: Monitor | None = None) -> AutoPipeline | None:
+    """An auto-pipeline for a plain client on a socket (one per process: the Services own it);
+    None for a cluster client (its pipelines refuse EVALSHA) and for the embedded store (no
+    round trip to save). `monitor` hears of every batch."""
     if isinstance(client, RedisCluster) or client.connection_pool.connection_class not in (
         _SOCKET_CLASSES
     ):
         return None
-    pipeline = _pipelines.get(client)
-    if pipeline is None:
-        pipeline = _pipelines[client] = AutoPipeline(client)
-    if monitor is not None:
-        pipeline.monitor = monitor
+    pipeline = AutoPipeline(client)
+    pipeline.monitor = monitor
     return pipeline
 
 
-def register_script(client: Client, source: str, monitor: Monitor | None = None) -> ScriptCall:
-    """A Lua script to call as `await script(keys=[...], args=[...])`, auto-pipelined on one
-    connection where the client allows it, else called directly; `monitor` hears of every
-    round trip."""
+def register_script(
+    client: Client,
+    source: str,
+    *,
+    pipeline: AutoPipeline | None = None,
+    monitor: Monitor | None = None,
+) -> ScriptCall:
+    """A Lua script to call as `await script(keys=[...], args=[...])`: queued on `pipeline` when
+    there is one, else called directly, each call a round trip that `monitor` hears of."""
     script = client.register_script(source)
-    pipeline = _pipeline(client, monitor)
     if pipeline is None:
 
         def direct(*, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
@@ -351,10 +349,3 @@ def register_script(client: Client, source: str, monitor: Monitor | None = None)
         return batcher.call(script, keys, args)
 
     return call
-
-
-async def close_pipeline(client: Client) -> None:
-    """Close the auto-pipelined connection of `client`, if it has one."""
-    pipeline = _pipelines.get(client) if isinstance(client, Redis) else None
-    if pipeline is not None:
-        await pipeline.aclose()

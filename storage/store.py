@@ -10,7 +10,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from storage import keys
 from storage.connection import PROBE_TTL_MS, Client, Monitor, bounded, unavailable_reason
 from storage.errors import StorageUnavailable
-from storage.pipeline import register_script
+from storage.pipeline import AutoPipeline, register_script
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -20,13 +20,19 @@ S = TypeVar("S", bound="Store")
 class Store:
     """A store wraps one Redis client; its calls report outages to a shared Monitor."""
 
-    def __init__(self, client: Client, monitor: Monitor | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        monitor: Monitor | None = None,
+        pipeline: AutoPipeline | None = None,
+    ) -> None:
         self._client = client
         self._monitor = monitor if monitor is not None else Monitor()
+        self._pipeline = pipeline
 
     def _script(self, source: str) -> Callable[..., Awaitable[Any]]:
-        """A Lua script of this store's, auto-pipelined where the client allows it."""
-        return register_script(self._client, source, self._monitor)
+        """A Lua script of this store's, queued on the auto-pipeline when there is one."""
+        return register_script(self._client, source, pipeline=self._pipeline, monitor=self._monitor)
 
 
 def translate_errors(

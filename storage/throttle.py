@@ -16,6 +16,7 @@ from typing import Any
 from storage import keys, scripts
 from storage.connection import Client, Monitor
 from storage.errors import RateLimited
+from storage.pipeline import AutoPipeline
 from storage.store import Store, translate_errors
 
 
@@ -60,8 +61,13 @@ class Limits:
 class Throttle(Store):
     """Takes, gives back and clears attempts in windows."""
 
-    def __init__(self, client: Client, monitor: Monitor | None = None) -> None:
-        super().__init__(client, monitor)
+    def __init__(
+        self,
+        client: Client,
+        monitor: Monitor | None = None,
+        pipeline: AutoPipeline | None = None,
+    ) -> None:
+        super().__init__(client, monitor, pipeline)
         self._reserve = self._script(scripts.RESERVE)
         self._refund = self._script(scripts.REFUND)
         self._clear = self._script(scripts.CLEAR)

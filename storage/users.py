@@ -13,6 +13,7 @@ from storage import keys, scripts
 from storage.connection import Client, Monitor, create_redis
 from storage.errors import NameTaken, StorageUnavailable
 from storage.models import LoginState
+from storage.pipeline import AutoPipeline
 from storage.store import Store, translate_errors
 from storage.throttle import Throttle, Window
 
@@ -24,10 +25,15 @@ class UserStore(Store):
     """Users kept as hashes `user:{<name>}`, and how many stored hashes have each bcrypt cost."""
 
     def __init__(
-        self, client: Client, monitor: Monitor | None = None, *, throttle: Throttle | None = None
+        self,
+        client: Client,
+        monitor: Monitor | None = None,
+        pipeline: AutoPipeline | None = None,
+        *,
+        throttle: Throttle | None = None,
     ) -> None:
-        super().__init__(client, monitor)
-        self._throttle = throttle if throttle is not None else Throttle(client, self._monitor)
+        super().__init__(client, monitor, pipeline)
+        self._throttle = throttle or Throttle(client, self._monitor, pipeline)
         self._create = self._script(scripts.CREATE_USER)
         self._read = self._script(scripts.READ_CREDENTIALS)
         self._replace_hash = self._script(scripts.REPLACE_HASH)

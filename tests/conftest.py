@@ -460,6 +460,19 @@ class Service:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read()), dict(error.headers)
 
+    def login(self, name: str = "alice", password: str = PASSWORD) -> str:
+        """Log in an existing user; return the token."""
+        status, body, _ = self.call("POST", "/login/", {"name": name, "password": password})
+        assert status == 200, body
+        token: str = body["token"]
+        return token
+
+    def user(self, name: str = "alice", password: str = PASSWORD) -> str:
+        """Sign up and log in `name`; return the token."""
+        status, body, _ = self.call("POST", "/signup/", {"name": name, "password": password})
+        assert status == 201, body
+        return self.login(name, password)
+
     def stop(self) -> str:
         """SIGTERM the service, wait for it, and return everything it printed."""
         if self.process.poll() is None:

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import PASSWORD, BrowserPage, Service
+from tests.conftest import BrowserPage, Service
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.browser]
 
@@ -18,15 +18,6 @@ def _operations(service: Service) -> list[tuple[str, str]]:
     return sorted(
         (method.upper(), path) for path, ops in document["paths"].items() for method in ops
     )
-
-
-def _token(service: Service) -> str:
-    credentials = {"name": "alice", "password": PASSWORD}
-    assert service.call("POST", "/signup/", credentials)[0] == 201
-    status, body, _ = service.call("POST", "/login/", credentials)
-    assert status == 200
-    token: str = body["token"]
-    return token
 
 
 def test_docs_render_every_operation_offline(
@@ -62,7 +53,7 @@ def _open(page: object, method: str, path: str) -> object:
 def test_authorize_then_try_it_out_sends_and_lists_a_message(
     browser_page: BrowserPage, service_for_browser: Service
 ) -> None:
-    token = _token(service_for_browser)
+    token = service_for_browser.user()
     page = browser_page.page
     page.goto(browser_page.origin + "/docs")
     page.wait_for_selector(".opblock", timeout=15000)

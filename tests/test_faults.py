@@ -31,14 +31,6 @@ def service(redis: RedisServer) -> Iterator[Service]:
     running.stop()
 
 
-def _token(service: Service) -> str:
-    service.call("POST", "/signup/", CREDENTIALS)
-    status, body, _ = service.call("POST", "/login/", CREDENTIALS)
-    assert status == 200
-    token: str = body["token"]
-    return token
-
-
 def _assert_unavailable_fast(service: Service, token: str) -> None:
     for method, path, body in [
         ("POST", "/message/", {"text": "hi"}),
@@ -67,19 +59,19 @@ def _wait_ready(service: Service, seconds: float = 10.0) -> None:
 
 
 def test_redis_stopped_then_restarted(service: Service, redis: RedisServer) -> None:
-    token = _token(service)
+    token = service.user(**CREDENTIALS)
     redis.stop()
     _assert_unavailable_fast(service, token)
     redis.start()  # an empty Redis: the old user is gone, so start over
     _wait_ready(service)
-    token = _token(service)
+    token = service.user(**CREDENTIALS)
     assert service.call("POST", "/message/", {"text": "back"}, {"token": token})[0] == 201
     assert service.call("POST", "/logout/", headers={"token": token})[0] == 200
     assert service.call("GET", "/me/", headers={"token": token})[0] == 401
 
 
 def test_redis_hanging_then_resumed(service: Service, redis: RedisServer) -> None:
-    token = _token(service)
+    token = service.user(**CREDENTIALS)
     redis.process.send_signal(signal.SIGSTOP)
     try:
         _assert_unavailable_fast(service, token)
@@ -89,7 +81,7 @@ def test_redis_hanging_then_resumed(service: Service, redis: RedisServer) -> Non
     # A write that timed out has an unknown outcome: Redis may still run the commands it had
     # received when it resumes (the logout's revocation, the message). So: a new token, and only
     # the newest message is certain.
-    token = _token(service)
+    token = service.login(**CREDENTIALS)
     assert service.call("POST", "/message/", {"text": "back"}, {"token": token})[0] == 201
     assert service.call("POST", "/message/", {"text": "last 1"}, {"token": token})[1] == {
         "1": "back"
@@ -112,7 +104,7 @@ RESTORE = [
 def test_redis_refusing_writes_is_a_503_logged_once(
     service: Service, redis: RedisServer, refusal: str
 ) -> None:
-    token = _token(service)
+    token = service.user(**CREDENTIALS)
     with redis.client() as client:
         for command in REFUSALS[refusal]:
             client.execute_command(*command)

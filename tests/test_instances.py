@@ -40,17 +40,10 @@ def pair(store_env: dict[str, str]) -> Iterator[tuple[Service, Service]]:
     second.stop()
 
 
-def _login(service: Service) -> str:
-    status, body, _ = service.call("POST", "/login/", ALICE)
-    assert status == 200, body
-    token: str = body["token"]
-    return token
-
-
 def test_logout_through_one_instance_is_refused_by_the_other(pair: tuple[Service, Service]) -> None:
     a, b = pair
     assert a.call("POST", "/signup/", ALICE)[0] == 201
-    token = _login(a)
+    token = a.login(**ALICE)
     assert b.call("GET", "/me/", headers={"token": token})[:2] == (200, {"name": "alice"})
     assert b.call("POST", "/logout/", headers={"token": token})[0] == 200
     assert a.call("GET", "/me/", headers={"token": token})[1]["error"] == "token_revoked"
@@ -59,10 +52,10 @@ def test_logout_through_one_instance_is_refused_by_the_other(pair: tuple[Service
 def test_logout_everywhere_through_one_applies_to_the_other(pair: tuple[Service, Service]) -> None:
     a, b = pair
     a.call("POST", "/signup/", ALICE)
-    on_a, on_b = _login(a), _login(b)
+    on_a, on_b = a.login(**ALICE), b.login(**ALICE)
     assert a.call("POST", "/logout/all/", headers={"token": on_a})[0] == 200
     assert b.call("GET", "/me/", headers={"token": on_b})[1]["error"] == "token_revoked"
-    assert b.call("GET", "/me/", headers={"token": _login(b)})[0] == 200
+    assert b.call("GET", "/me/", headers={"token": b.login(**ALICE)})[0] == 200
 
 
 def test_messages_sent_through_one_are_read_through_the_other(
@@ -70,7 +63,7 @@ def test_messages_sent_through_one_are_read_through_the_other(
 ) -> None:
     a, b = pair
     a.call("POST", "/signup/", ALICE)
-    token = _login(b)
+    token = b.login(**ALICE)
     assert a.call("POST", "/message/", {"text": "via a"}, {"token": token})[0] == 201
     assert b.call("POST", "/message/", {"text": "via b"}, {"token": token})[0] == 201
     reply = b.call("POST", "/message/", {"text": "last 5"}, {"token": token})[1]
@@ -93,7 +86,7 @@ def test_workers_share_one_generated_secret(store_env: dict[str, str]) -> None:
         service.call("POST", "/signup/", ALICE)
 
         def login_then_me(_: int) -> int:
-            return service.call("GET", "/me/", headers={"token": _login(service)})[0]
+            return service.call("GET", "/me/", headers={"token": service.login(**ALICE)})[0]
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             statuses = list(pool.map(login_then_me, range(40)))

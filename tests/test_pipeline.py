@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from storage import pipeline
 from storage.connection import Client, Monitor, create_memory_redis, create_redis
-from storage.pipeline import Address, Line, register_script
+from storage.pipeline import Address, Line, auto_pipeline, register_script
 from tests.conftest import RedisServer, start_redis_server
 
 pytestmark = pytest.mark.redis_server
@@ -27,6 +27,19 @@ FAILS_ON_BAD = """
 if ARGV[1] == 'bad' then return redis.error_reply('ERR bad input') end
 return ARGV[1]
 """
+
+
+def _pipelined(client: Client, source: str) -> Any:
+    """A script on an auto-pipeline of its own; `_close` closes that pipeline."""
+    pipe = auto_pipeline(client)
+    assert pipe is not None
+    call = register_script(client, source, pipeline=pipe)
+    call.pipeline = pipe  # type: ignore[attr-defined]
+    return call
+
+
+async def _close(call: Any) -> None:
+    await call.pipeline.aclose()
 
 
 @pytest.fixture
@@ -44,14 +57,14 @@ def test_concurrent_calls_share_one_connection_and_get_their_own_replies(
 ) -> None:
     async def scenario() -> tuple[list[Any], int]:
         client = create_redis(server.url)
-        echo = register_script(client, ECHO)
+        echo = _pipelined(client, ECHO)
         replies = [await echo(keys=["n"], args=["first"])]  # connects, loads the script
         inspect = server.client()
         before = _connections_received(inspect)
         replies += await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(200)))
         replies += [await echo(keys=["n"], args=["last"])]
         opened = _connections_received(inspect) - before
-        await pipeline.close_pipeline(client)
+        await _close(echo)
         await client.aclose()
         return replies, opened
 
@@ -64,7 +77,7 @@ def test_concurrent_calls_share_one_connection_and_get_their_own_replies(
 def test_an_error_reply_fails_only_its_own_call(server: RedisServer) -> None:
     async def scenario() -> list[Any]:
         client = create_redis(server.url)
-        check = register_script(client, FAILS_ON_BAD)
+        check = _pipelined(client, FAILS_ON_BAD)
         return await asyncio.gather(
             *(check(keys=[], args=[arg]) for arg in ("a", "bad", "c")), return_exceptions=True
         )
@@ -78,7 +91,7 @@ def test_an_error_reply_fails_only_its_own_call(server: RedisServer) -> None:
 def test_a_flushed_script_cache_is_reloaded(server: RedisServer) -> None:
     async def scenario() -> list[Any]:
         client = create_redis(server.url)
-        echo = register_script(client, ECHO)
+        echo = _pipelined(client, ECHO)
         replies = [await echo(keys=["n"], args=["before"])]
         await client.script_flush()
         replies += await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(3)))
@@ -94,7 +107,7 @@ def test_a_flushed_script_cache_is_reloaded(server: RedisServer) -> None:
 def test_a_caller_that_gives_up_does_not_shift_the_replies(server: RedisServer) -> None:
     async def scenario() -> list[Any]:
         client = create_redis(server.url)
-        echo = register_script(client, ECHO)
+        echo = _pipelined(client, ECHO)
         await echo(keys=["n"], args=["first"])  # connects, loads the script
         abandoned = asyncio.ensure_future(echo(keys=["n"], args=["gone"]))
         kept = asyncio.ensure_future(echo(keys=["n"], args=["kept"]))
@@ -111,7 +124,7 @@ def test_a_lost_connection_fails_the_calls_in_flight_then_reconnects(
 ) -> None:
     async def scenario() -> tuple[float, Any]:
         client = create_redis(server.url)
-        echo = register_script(client, ECHO)
+        echo = _pipelined(client, ECHO)
         await echo(keys=["n"], args=["first"])
         server.process.send_signal(signal.SIGSTOP)  # so that the next call waits for its reply
         waiting = asyncio.ensure_future(echo(keys=["n"], args=["lost"]))
@@ -133,7 +146,7 @@ def test_a_lost_connection_fails_the_calls_in_flight_then_reconnects(
 def test_a_connection_closed_while_idle_is_reopened(server: RedisServer) -> None:
     async def scenario() -> list[Any]:
         client = create_redis(server.url)
-        echo = register_script(client, ECHO)
+        echo = _pipelined(client, ECHO)
         replies = [await echo(keys=["n"], args=["first"])]
         inspect = server.client()
         before = _connections_received(inspect)
@@ -153,7 +166,7 @@ def test_a_hanging_redis_fails_the_calls_in_time_and_recovers(
 
     async def scenario() -> tuple[list[BaseException], float, Any]:
         client = create_redis(server.url)
-        echo = register_script(client, ECHO)
+        echo = _pipelined(client, ECHO)
         await echo(keys=["n"], args=["first"])
         server.process.send_signal(signal.SIGSTOP)
         started = time.monotonic()
@@ -176,7 +189,7 @@ def test_no_redis_fails_fast_with_a_connection_error(server: RedisServer) -> Non
     server.stop()
 
     async def scenario() -> BaseException:
-        echo = register_script(create_redis(server.url), ECHO)
+        echo = _pipelined(create_redis(server.url), ECHO)
         with pytest.raises(rex.ConnectionError) as failure:
             await echo(keys=["n"], args=["x"])
         return failure.value
@@ -192,7 +205,7 @@ def test_password_and_database_from_the_url(tmp_path: Path) -> None:
     try:
 
         async def scenario(url: str) -> Any:
-            echo = register_script(create_redis(url), ECHO)
+            echo = _pipelined(create_redis(url), ECHO)
             return await echo(keys=["n"], args=["in db 3"])
 
         assert asyncio.run(scenario(server.url.replace("/0", "/3"))) == ["in db 3", 1]
@@ -214,7 +227,7 @@ def test_unix_socket_url(tmp_path: Path) -> None:
     try:
 
         async def scenario() -> Any:
-            echo = register_script(create_redis(f"unix://{socket_path}?db=2"), ECHO)
+            echo = _pipelined(create_redis(f"unix://{socket_path}?db=2"), ECHO)
             return await echo(keys=["n"], args=["over a socket"])
 
         assert asyncio.run(scenario()) == ["over a socket", 1]
@@ -234,9 +247,10 @@ def test_the_embedded_store_calls_scripts_directly() -> None:
 
     async def scenario() -> tuple[Any, bool]:
         client = create_memory_redis()
-        echo = register_script(client, ECHO, Monitor(on_round_trip=trips.append))
+        monitor = Monitor(on_round_trip=trips.append)
+        echo = register_script(client, ECHO, pipeline=auto_pipeline(client), monitor=monitor)
         replies = await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(3)))
-        return replies, client in pipeline._pipelines
+        return replies, auto_pipeline(client) is not None
 
     replies, pipelined = asyncio.run(scenario())
     assert replies == [["m0", 1], ["m1", 2], ["m2", 3]]
@@ -249,10 +263,12 @@ def test_calls_of_one_loop_iteration_go_out_as_one_batch(server: RedisServer) ->
 
     async def scenario() -> None:
         client = create_redis(server.url)
-        echo = register_script(client, ECHO, Monitor(on_round_trip=trips.append))
+        pipe = auto_pipeline(client, Monitor(on_round_trip=trips.append))
+        echo = register_script(client, ECHO, pipeline=pipe)
         await echo(keys=["n"], args=["first"])
         await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(50)))
-        await pipeline.close_pipeline(client)
+        assert pipe is not None
+        await pipe.aclose()
         await client.aclose()
 
     asyncio.run(scenario())
@@ -301,9 +317,11 @@ def test_unexpected_data_drops_the_connection(data: bytes, pending: int) -> None
 def test_a_dropped_client_takes_its_pipeline_along(server: RedisServer) -> None:
     async def scenario() -> weakref.ref[Client]:
         client = create_redis(server.url)
-        echo = register_script(client, ECHO)
+        pipe = auto_pipeline(client)
+        echo = register_script(client, ECHO, pipeline=pipe)
         await echo(keys=["n"], args=["once"])
-        await pipeline.close_pipeline(client)
+        assert pipe is not None
+        await pipe.aclose()
         await client.aclose()
         return weakref.ref(client)
 

@@ -25,18 +25,10 @@ def service(redis_server: RedisServer) -> Iterator[Service]:
     running.stop()
 
 
-def _login(service: Service) -> str:
-    assert service.call("POST", "/signup/", CREDENTIALS)[0] == 201
-    status, body, _ = service.call("POST", "/login/", CREDENTIALS)
-    assert status == 200
-    token: str = body["token"]
-    return token
-
-
 def test_redis_holds_hashes_capped_lists_and_expiring_revocations(
     service: Service, redis_server: RedisServer
 ) -> None:
-    token = _login(service)
+    token = service.user(**CREDENTIALS)
     for n in range(120):
         assert service.call("POST", "/message/", {"text": f"m{n}"}, {"token": token})[0] == 201
     assert service.call("POST", "/logout/", headers={"token": token})[0] == 200
@@ -52,7 +44,7 @@ def test_redis_holds_hashes_capped_lists_and_expiring_revocations(
 
 
 def test_parallel_messages_are_all_stored(service: Service, redis_server: RedisServer) -> None:
-    token = _login(service)
+    token = service.user(**CREDENTIALS)
 
     def send(n: int) -> int:
         return service.call("POST", "/message/", {"text": f"p{n}"}, {"token": token})[0]
@@ -74,7 +66,7 @@ def test_readyz_reports_redis(service: Service) -> None:
 def test_memory_store_when_asked() -> None:
     running = start_service({"REDIS_URL": "memory://"})
     try:
-        token = _login(running)
+        token = running.user(**CREDENTIALS)
         assert running.call("POST", "/message/", {"text": "hi"}, {"token": token})[0] == 201
         assert running.call("POST", "/message/", {"text": "last 1"}, {"token": token})[1] == {
             "1": "hi"
