@@ -142,5 +142,9 @@ def services(request: ApiRequest) -> Services:
 def client_address(request: ApiRequest) -> str:
     """The client's address: from proxy headers only when FORWARDED_SECRET or PROXIES_COUNT
     says they can be trusted (Sanic's `remote_addr`), else the peer's address."""
+    config = request.app.config
+    if not (config.PROXIES_COUNT or config.FORWARDED_SECRET):
+        ip: str = request.ip  # no proxy is trusted: the peer, without parsing any header
+        return ip
     address: str = request.remote_addr or request.ip
     return address
