@@ -14,7 +14,8 @@ from api.app import create_app
 from api.hashing import HASH_THREAD_NICENESS, HasherBusy, PasswordHasher
 from api.responses import json
 from api.settings import Settings
-from storage.connection import create_memory_redis
+from storage import keys
+from storage.connection import Client, create_memory_redis
 from tests.conftest import Api
 
 
@@ -91,6 +92,14 @@ def test_busy_hasher_is_a_fast_503(api: Api, monkeypatch: pytest.MonkeyPatch) ->
         "message": "too many logins at once, try again shortly",
     }
     assert response.headers["retry-after"] == "1"
+
+    async def counts(client: Client) -> tuple[object, object]:
+        return (
+            await client.get(keys.login_failures("alice")),
+            await client.get(keys.login_address_failures("127.0.0.1")),
+        )
+
+    assert api.redis(counts) == (None, None)  # nothing was checked: nothing counts
 
 
 def test_server_limits_and_proxy_trust_come_from_the_settings(settings: Settings) -> None:

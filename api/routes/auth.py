@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from sanic import Blueprint, HTTPResponse
 
 from api import docs, validation
@@ -15,6 +17,7 @@ from api.guard import (
     header_token,
     session_of,
 )
+from api.hashing import HasherBusy
 from api.responses import json
 from api.security import TokenError, cost_of, issue_token
 from api.services import client_address, services
@@ -46,16 +49,21 @@ async def login(request: ApiRequest) -> HTTPResponse:
     svc = services(request)
     account, address = svc.limits.login_windows(name, client_address(request))
     state = await svc.users.begin_login(name, account, address)
-    verdict = await svc.hasher.verify(
-        password, state.password_hash, stored_costs=state.stored_costs
-    )
+    try:
+        verdict = await svc.hasher.verify(
+            password, state.password_hash, stored_costs=state.stored_costs
+        )
+    except HasherBusy:  # nothing was checked: the attempt does not count
+        await svc.throttle.give_back(refund=(account, address))
+        raise
     if not verdict.ok or state.password_hash is None:
         raise unauthorized(ErrorCode.INVALID_CREDENTIALS, "wrong name or password")
     rehash = None
     if verdict.needs_rehash:
-        new_hash = await svc.hasher.hash(password)
-        old_cost = cost_of(state.password_hash) or svc.hasher.rounds
-        rehash = (state.password_hash, new_hash, old_cost, svc.hasher.rounds)
+        with contextlib.suppress(HasherBusy):  # too busy now: a later login makes it anew
+            new_hash = await svc.hasher.hash(password)
+            old_cost = cost_of(state.password_hash) or svc.hasher.rounds
+            rehash = (state.password_hash, new_hash, old_cost, svc.hasher.rounds)
     await svc.users.finish_login(name, clear=(account,), refund=(address,), rehash=rehash)
     settings = svc.settings
     token, claims = issue_token(svc.secret, name, state.generation, settings.jwt_ttl_seconds)
