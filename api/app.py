@@ -64,8 +64,8 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
             "JWT_SECRET is not set: set it, or start the service with run.py, which generates "
             "one for all workers"
         )
-    # One app per process; the tests make many, in Sanic's test mode.
     metrics = Metrics(settings.metrics_dir) if settings.metrics else None
+    # One app per process; the tests make many, in Sanic's test mode.
     app: App = Sanic(
         "messaging_api",
         ctx=AppCtx(metrics),
