@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from storage import keys, scripts
-from storage.connection import Client, Monitor, bounded
+from storage.connection import bounded
 from storage.errors import SessionEnded, SessionRevoked, UnknownUser
 from storage.models import Session
-from storage.pipeline import AutoPipeline
 from storage.store import Store, translate_errors
 
 _ERRORS = {
@@ -34,13 +33,7 @@ def raise_for_status(reply: list[Any]) -> list[Any]:
 class SessionStore(Store):
     """Revocation markers `revoked:{<name>}:<jti>` and the per-user session generation."""
 
-    def __init__(
-        self,
-        client: Client,
-        monitor: Monitor | None = None,
-        pipeline: AutoPipeline | None = None,
-    ) -> None:
-        super().__init__(client, monitor, pipeline)
+    def _setup(self) -> None:
         self._check = self._script(scripts.CHECK_SESSION)
         self._end_all = self._script(scripts.END_SESSIONS)
 

@@ -29,6 +29,10 @@ class Store:
         self._client = client
         self._monitor = monitor if monitor is not None else Monitor()
         self._pipeline = pipeline
+        self._setup()
+
+    def _setup(self) -> None:
+        """Register the store's scripts (with `_script`); nothing by default."""
 
     def _script(self, source: str) -> Callable[..., Awaitable[Any]]:
         """A Lua script of this store's, queued on the auto-pipeline when there is one."""

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage import keys, scripts
-from storage.connection import Client, Monitor
 from storage.errors import RateLimited
-from storage.pipeline import AutoPipeline
 from storage.store import Store, translate_errors
 
 
@@ -61,13 +59,7 @@ class Limits:
 class Throttle(Store):
     """Takes, gives back and clears attempts in windows."""
 
-    def __init__(
-        self,
-        client: Client,
-        monitor: Monitor | None = None,
-        pipeline: AutoPipeline | None = None,
-    ) -> None:
-        super().__init__(client, monitor, pipeline)
+    def _setup(self) -> None:
         self._reserve = self._script(scripts.RESERVE)
         self._refund = self._script(scripts.REFUND)
         self._clear = self._script(scripts.CLEAR)
