@@ -142,13 +142,13 @@ def test_keyboard_only(browser_page: BrowserPage, service_for_browser: Service) 
     service_for_browser.call("POST", "/signup/", {"name": "keys", "password": PASSWORD})
     page = browser_page.page
     page.goto(browser_page.origin + "/")
-    page.get_by_label("Name").wait_for()
-    page.keyboard.type("keys")  # the name field has the focus
+    page.wait_for_function("() => document.activeElement.id === 'name'")  # focused on arrival
+    page.keyboard.type("keys")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")  # the form's first button: Log in
-    page.get_by_label("Signed in as").wait_for()
-    page.keyboard.type("typed")  # the message field has the focus
+    page.wait_for_function("() => document.activeElement.id === 'message'")  # once signed in
+    page.keyboard.type("typed")
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")  # Send
     page.get_by_role("list", name="History").locator("li").first.wait_for()
@@ -164,6 +164,7 @@ def test_a_narrow_phone_screen_has_no_horizontal_scroll(
     if signed_in:
         _sign_up_and_log_in(page, browser_page.origin)
         _send(page, "a-long-word-without-any-space-" * 8)
+        page.get_by_role("list", name="History").locator("li").first.wait_for()
     else:
         page.goto(browser_page.origin + "/")
         page.get_by_label("Name").wait_for()
