@@ -24,6 +24,8 @@ LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 SOCKET_TIMEOUT_SECONDS = 1.0
 CLUSTER_MAX_CONNECTIONS = 512
 PROBE_TTL_MS = 10_000
+# An outage ends with a call that succeeds this long after the last one that failed.
+RECOVERY_SECONDS = 1.0
 # A failed command is tried once more after 20 ms (at most 200 ms of back-off).
 RETRIES = 1
 RETRY_BACKOFF_BASE = 0.02
@@ -102,6 +104,7 @@ class Monitor:
     ) -> None:
         self.reason: str | None = None
         self._since = 0.0
+        self._last_failure = 0.0
         self.on_failure = on_failure
         self.on_round_trip = on_round_trip  # called with the number of calls it carried
 
@@ -109,6 +112,7 @@ class Monitor:
         """A call failed because Redis is unavailable or refused the work."""
         if self.on_failure is not None:
             self.on_failure(reason)
+        self._last_failure = time.monotonic()
         if self.reason is None:
             self.reason, self._since = reason, time.monotonic()
             logger.warning(
@@ -117,8 +121,9 @@ class Monitor:
             )
 
     def recovered(self) -> None:
-        """A call succeeded: if an outage was on, it has ended."""
-        if self.reason is not None:
+        """A call succeeded: if an outage was on and nothing has failed for RECOVERY_SECONDS, it
+        has ended. (While Redis refuses only writes, reads go on succeeding between failures.)"""
+        if self.reason is not None and time.monotonic() - self._last_failure >= RECOVERY_SECONDS:
             logger.info(
                 "Redis is available again after %.1f s (%s)",
                 time.monotonic() - self._since,

@@ -121,14 +121,21 @@ def test_redis_refusing_writes_is_a_503_logged_once(
             assert headers["Retry-After"] == "1"
         assert service.call("GET", "/readyz")[:2] == (503, UNAVAILABLE)
         assert service.call("GET", "/healthz")[:2] == (200, {"status": "ok"})
-        # Reads need no write: they still work.
+        # Reads need no write: they still work, and do not end the outage.
         assert service.call("GET", "/me/", None, {"token": token})[:2] == (200, {"name": "alice"})
+        assert service.call("POST", "/message/", {"text": "hi"}, {"token": token})[0] == 503
+        assert "available again" not in service.output
     finally:
         with redis.client() as client:
             for command in RESTORE:
                 client.execute_command(*command)
     assert service.call("GET", "/readyz")[:2] == (200, {"status": "ready"})
     assert service.call("POST", "/message/", {"text": "back"}, {"token": token})[0] == 201
+    # The end of the outage is told by the first success a second after the last failure.
+    deadline = time.monotonic() + 10
+    while "available again" not in service.output and time.monotonic() < deadline:
+        service.call("GET", "/readyz")
+        time.sleep(0.2)
     output = service.stop()
     assert "Traceback" not in output
     assert "internal_error" not in output
