@@ -3,48 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _post(url: str, body: dict[str, str]) -> dict[str, str]:
-    request = urllib.request.Request(  # noqa: S310 (a loopback URL we built)
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        reply: dict[str, str] = json.loads(response.read())
-        return reply
-
-
-def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            sys.exit("the service exited before it answered")
-        try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                sys.exit("the service did not start")
-            time.sleep(0.1)
+from scripts.local import ROOT, free_port, post, service_env, start_service, stop, wait_http
 
 
 def main() -> int:
@@ -53,29 +17,27 @@ def main() -> int:
     parser.add_argument("--max-time", type=int, default=150, help="fuzzing budget in seconds")
     args = parser.parse_args()
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "REDIS_URL": "memory://",
-        "JWT_SECRET": secrets.token_urlsafe(48),
-        "BCRYPT_ROUNDS": "4",
-        "ACCESS_LOG": "false",
+    env = service_env(
+        port,
+        REDIS_URL="memory://",
+        JWT_SECRET=secrets.token_urlsafe(48),
+        BCRYPT_ROUNDS="4",
+        ACCESS_LOG="false",
         # Every fuzzed request comes from 127.0.0.1 and the fuzzer replays what it has seen, the
         # fuzzer's own account included: keep the limits out of the way, so it reaches past them
         # and the second phase can still log in (the tests cover the limits themselves).
-        "LOGIN_MAX_FAILURES": "1000000",
-        "LOGIN_ADDR_MAX_FAILURES": "1000000",
-        "SIGNUP_ADDR_MAX": "1000000",
-        "LOG_LEVEL": "WARNING",
-    }
-    service = subprocess.Popen([sys.executable, "run.py"], cwd=ROOT, env=env)
+        LOGIN_MAX_FAILURES="1000000",
+        LOGIN_ADDR_MAX_FAILURES="1000000",
+        SIGNUP_ADDR_MAX="1000000",
+        LOG_LEVEL="WARNING",
+    )
+    service = start_service(env)
     try:
-        _wait(base + "/healthz", service)
+        wait_http(base + "/healthz", process=service)
         user = {"name": "fuzzer", "password": secrets.token_urlsafe(16)}
-        _post(base + "/signup/", user)
+        post(base + "/signup/", user)
         # Logging out revokes the token the fuzzer authenticates with, so the logout operations
         # go last, each in a run of its own with a fresh token: log out everywhere first (its
         # first call succeeds, the rest find the token ended), then the plain logout.
@@ -85,7 +47,7 @@ def main() -> int:
             ("--include-path-regex", "^/logout/?$", args.max_time // 10),
         ]
         for option, pattern, seconds in phases:
-            token = _post(base + "/login/", user)["token"]
+            token = post(base + "/login/", user)["token"]
             command = [
                 str(Path(sys.executable).with_name("schemathesis")),
                 "run",
@@ -108,8 +70,7 @@ def main() -> int:
                 return code
         return 0
     finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(timeout=30)
+        stop(service, seconds=30)
 
 
 if __name__ == "__main__":

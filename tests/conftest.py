@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -25,45 +23,36 @@ import jwt
 import pytest
 import redis
 from sanic import Sanic
-from sanic_testing.reusable import ReusableClient
-from sanic_testing.testing import TestingResponse
+from sanic.server import AsyncioServer
 
 from api.app import create_app
 from api.security import issue_token
 from api.services import Services
 from api.settings import Settings
+from scripts.local import (
+    LOOPBACK,
+    bindable,
+    call,
+    free_port,
+    spawn_redis,
+    stop,
+    wait_for_ping,
+)
+from scripts.local import start_service as run_service
 from storage import keys
 from storage.connection import Client, create_memory_redis, create_redis
 
 T = TypeVar("T")
 # Many apps of one name in this process: Sanic's own test mode allows it.
 Sanic.test_mode = True
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 PASSWORD = "correct horse battery"
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def free_cluster_port() -> int:
     """A free port P whose cluster bus port P + 10000 is free too (so P is at most 55535)."""
     for port in random.sample(range(20000, 45000), 200):
-        if _bindable(port) and _bindable(port + 10000):
+        if bindable(port) and bindable(port + 10000):
             return port
     raise AssertionError("no free pair of ports for a cluster node")
 
@@ -96,32 +85,8 @@ class RedisServer:
 
     def start(self) -> None:
         """(Re)start the server on the same port and wait until it answers."""
-        self.process = _spawn_redis(self.port, self.workdir, *self.options)
-        _wait_for_ping(self.url)
-
-
-def _spawn_redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    assert binary is not None
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
-    args += ["no", "--dir", str(workdir), *extra]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _wait_for_ping(url: str, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.2)
-    try:
-        while True:
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-    finally:
-        client.close()
+        self.process = spawn_redis(self.port, self.workdir, *self.options)
+        wait_for_ping(self.url)
 
 
 def _require_redis_binaries() -> None:
@@ -138,8 +103,8 @@ def start_redis_server(workdir: Path, *options: str, password: str | None = None
     port = free_port()
     if password is not None:
         options += ("--requirepass", password)
-    server = RedisServer(port, _spawn_redis(port, workdir, *options), workdir, options, password)
-    _wait_for_ping(server.url)
+    server = RedisServer(port, spawn_redis(port, workdir, *options), workdir, options, password)
+    wait_for_ping(server.url)
     return server
 
 
@@ -182,7 +147,7 @@ def start_redis_cluster(workdir: Path, masters: int = 3) -> RedisClusterServers:
         node_dir = workdir / str(port)
         node_dir.mkdir()
         processes.append(
-            _spawn_redis(
+            spawn_redis(
                 port,
                 node_dir,
                 "--cluster-enabled",
@@ -195,7 +160,7 @@ def start_redis_cluster(workdir: Path, masters: int = 3) -> RedisClusterServers:
         )
     servers = RedisClusterServers(ports, processes)
     for port in ports:
-        _wait_for_ping(f"redis://127.0.0.1:{port}/0")
+        wait_for_ping(f"redis://127.0.0.1:{port}/0")
     subprocess.run(
         [
             "redis-cli",
@@ -248,6 +213,12 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    """`async def` tests (marked `anyio`) run on asyncio, as the service does."""
+    return "asyncio"
+
+
+@pytest.fixture
 def settings() -> Settings:
     """Fast test settings (bcrypt at its minimum cost) with a fixed secret."""
     return Settings(bcrypt_rounds=4, jwt_secret=SECRET, message_history_limit=50)
@@ -276,63 +247,127 @@ def backend(request: pytest.FixtureRequest) -> Callable[[], Client]:
     return lambda: create_redis(real.url)
 
 
+class Reply:
+    """An answer as the tests read it: status, JSON body, headers, text and raw content."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status = response.status_code
+        self.headers = response.headers
+        self.content = response.content
+        self.text = response.text
+
+    @property
+    def json(self) -> Any:
+        """The body, decoded as JSON."""
+        return json.loads(self.content)
+
+
+class AppServer:
+    """An app served on a free loopback port by an event loop in a thread of its own.
+
+    It goes through the lifecycle Sanic's low-level server API documents (startup, the
+    before/after start events, and the same on the way down), so listeners run as in production.
+    """
+
+    def __init__(self, app: Sanic[Any, Any]) -> None:
+        self.app = app
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._server: AsyncioServer = self.run(self._start())
+
+    async def _start(self) -> AsyncioServer:
+        server = await self.app.create_server(
+            host=LOOPBACK, port=self.port, return_asyncio_server=True
+        )
+        assert server is not None
+        await server.startup()
+        await server.before_start()
+        await server.after_start()
+        return server
+
+    def run(self, action: Awaitable[T]) -> T:
+        """Run `action` on the server's loop and wait for its result."""
+
+        async def wrapped() -> T:
+            return await action
+
+        return asyncio.run_coroutine_threadsafe(wrapped(), self.loop).result(timeout=120)
+
+    def close(self) -> None:
+        """Run the stop events, close the server and its loop."""
+
+        async def stop() -> None:
+            await self._server.before_stop()
+            self._server.close()
+            await self._server.wait_closed()
+            await self._server.after_stop()
+
+        self.run(stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
 class Api:
     """A running app under test, with `get`/`post` returning the response only."""
 
     def __init__(
-        self, client: ReusableClient, settings: Settings, backend: Callable[[], Client]
+        self, server: AppServer, settings: Settings, backend: Callable[[], Client]
     ) -> None:
-        self._client = client
+        self._server = server
         self._backend = backend
         self.settings = settings
+        self.base = f"http://{LOOPBACK}:{server.port}"
+        # No cookie jar: a test sends exactly the cookies it names.
+        self._http = httpx.Client(base_url=self.base, timeout=60, cookies=None)
+
+    @property
+    def app(self) -> Sanic[Any, Any]:
+        """The app under test."""
+        return self._server.app
 
     @property
     def services(self) -> Services:
         """The running app's services (to watch or slow down one of them)."""
-        found: Services = self._client.app.ctx.services
+        found: Services = self.app.ctx.services
         return found
 
     def run(self, action: Awaitable[T]) -> T:
         """Run `action` on the app's own event loop (e.g. requests sent concurrently)."""
-        result: T = self._client._loop.run_until_complete(action)
-        return result
+        return self._server.run(action)
 
     async def post_async(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
         """POST `path` from a client of its own; return (status, JSON body, headers)."""
-        url = f"http://{self._client.host}:{self._client.port}{path}"
         async with httpx.AsyncClient() as client:
-            response = await client.post(url, json=body, headers=headers)
+            response = await client.post(self.base + path, json=body, headers=headers)
         return response.status_code, response.json(), response.headers
 
     def redis(self, action: Callable[[Client], Awaitable[T]]) -> T:
         """Run `action` with a client on the app's store (to inspect or age its keys)."""
-        result: T = self._client._loop.run_until_complete(action(self._backend()))
-        return result
+        return self._server.run(action(self._backend()))
 
-    def request(
-        self, method: str, path: str, *, cookie: str | None = None, **kwargs: Any
-    ) -> TestingResponse:
-        """Send a request (with `cookie` as the raw Cookie header); return the response.
-
-        The client's cookie jar is emptied after every request, so a test sends exactly the
-        cookies it names.
-        """
+    def request(self, method: str, path: str, *, cookie: str | None = None, **kwargs: Any) -> Reply:
+        """Send a request (with `cookie` as the raw Cookie header); return the answer."""
         if cookie is not None:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Cookie": cookie}
-        _, response = self._client._sanic_endpoint_test(
-            method, uri=path, gather_request=False, **kwargs
-        )
-        self._client._session.cookies.clear()
-        assert response is not None
-        return response
+        response = self._http.request(method.upper(), path, **kwargs)
+        self._http.cookies.clear()
+        return Reply(response)
 
-    def get(self, path: str, **kwargs: Any) -> TestingResponse:
+    def get(self, path: str, **kwargs: Any) -> Reply:
         """GET `path`."""
         return self.request("get", path, **kwargs)
 
-    def post(self, path: str, **kwargs: Any) -> TestingResponse:
+    def post(self, path: str, **kwargs: Any) -> Reply:
         """POST `path`."""
         return self.request("post", path, **kwargs)
+
+    def close(self) -> None:
+        """Stop the app and close the client."""
+        self._http.close()
+        self._server.close()
 
     def generation(self, name: str = "alice") -> int:
         """The user's session generation (random from signup on), for hand-made tokens."""
@@ -342,7 +377,7 @@ class Api:
 
         return int(str(self.redis(read)))
 
-    def signup(self, name: str = "alice", password: str = PASSWORD) -> TestingResponse:
+    def signup(self, name: str = "alice", password: str = PASSWORD) -> Reply:
         """Create a user."""
         return self.post("/signup/", json={"name": name, "password": password})
 
@@ -358,7 +393,7 @@ class Api:
         assert self.signup(name).status == 201
         return self.login(name)
 
-    def send(self, token: str, text: str) -> TestingResponse:
+    def send(self, token: str, text: str) -> Reply:
         """POST a message with a header token."""
         return self.post("/message/", json={"text": text}, headers={"token": token})
 
@@ -368,18 +403,15 @@ def make_api(
     backend: Callable[[], Client],
 ) -> Iterator[Callable[[Settings], Api]]:
     """Start apps (with given settings) on the backend under test; stop them afterwards."""
-    started: list[ReusableClient] = []
+    started: list[Api] = []
 
     def make(settings: Settings) -> Api:
-        app = create_app(settings, redis=backend())
-        client = ReusableClient(app, port=free_port())
-        client.__enter__()
-        started.append(client)
-        return Api(client, settings, backend)
+        started.append(Api(AppServer(create_app(settings, redis=backend())), settings, backend))
+        return started[-1]
 
     yield make
-    for client in started:
-        client.__exit__(None, None, None)
+    for api in started:
+        api.close()
 
 
 @pytest.fixture
@@ -410,7 +442,7 @@ def csrf_of(token: str) -> str:
     return value
 
 
-def set_cookies(response: TestingResponse) -> dict[str, str]:
+def set_cookies(response: Reply) -> dict[str, str]:
     """The response's Set-Cookie headers by cookie name."""
     return {header.split("=", 1)[0]: header for header in response.headers.get_list("set-cookie")}
 
@@ -448,17 +480,7 @@ class Service:
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any, dict[str, str]]:
         """Send one request; return status, decoded JSON body and headers."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        for key, value in (headers or {}).items():
-            request.add_header(key, value)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                return response.status, json.loads(response.read()), dict(response.headers)
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read()), dict(error.headers)
+        return call(method, self.url + path, body, headers, timeout=10)
 
     def login(self, name: str = "alice", password: str = PASSWORD) -> str:
         """Log in an existing user; return the token."""
@@ -475,13 +497,7 @@ class Service:
 
     def stop(self) -> str:
         """SIGTERM the service, wait for it, and return everything it printed."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)  # workers too
-            self.process.wait()
+        if not stop(self.process):
             self.lines.append("[killed: the service did not stop on SIGTERM]\n")
         self._reader.join(timeout=10)
         return self.output
@@ -499,15 +515,7 @@ def start_service(env: dict[str, str], *, wait: bool = True) -> Service:
         "PYTHONUNBUFFERED": "1",
         **env,
     }
-    process = subprocess.Popen(
-        [sys.executable, "run.py"],
-        cwd=ROOT,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = run_service(full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     service = Service(f"http://127.0.0.1:{port}", process)
     workers = int(full_env.get("WORKERS") or 1)
     deadline = time.monotonic() + 30

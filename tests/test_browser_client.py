@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PASSWORD, BrowserPage, Service, free_port
+from scripts.local import free_port
+from tests.conftest import PASSWORD, BrowserPage, Service
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.browser]
 

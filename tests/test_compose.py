@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from api.settings import PLACEHOLDER_SECRET, SECRET_SETTINGS, Settings
-from tests.conftest import ROOT
+from scripts.local import ROOT
 
 SETTINGS = {f.name.upper() for f in dataclasses.fields(Settings)} | {
     f"{name}_FILE" for name in SECRET_SETTINGS

@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT, start_service
+from scripts.local import ROOT
+from tests.conftest import start_service
 
 
 def _walkthrough() -> str:

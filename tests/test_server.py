@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from scripts.local import ROOT, free_port
 from storage import keys
-from tests.conftest import ROOT, SECRET, Api, RedisServer, Service, free_port, start_service
+from tests.conftest import SECRET, Api, RedisServer, Service, start_service
 
 pytestmark = pytest.mark.redis_server
 
@@ -126,7 +127,7 @@ def test_sigterm_finishes_requests_in_flight_with_close_and_exits_once_idle(
 
 
 def test_readyz_says_shutting_down_and_closes_once_stopping(api: Api) -> None:
-    api._client.app.ctx.stopping = True
+    api.app.ctx.stopping = True
     response = api.get("/readyz")
     assert response.status == 503
     assert response.json == {"error": "shutting_down", "message": "the service is shutting down"}
