@@ -47,35 +47,31 @@ def test_token_responses_are_not_stored(api: Api) -> None:
     assert api.post("/logout/", headers={"token": token}).headers["cache-control"] == "no-store"
 
 
-def test_hasher_runs_at_most_threads_plus_queue_and_refuses_the_rest() -> None:
-    async def scenario() -> list[object]:
-        hasher = PasswordHasher(10, threads=1, queue_limit=2)
-        try:
-            return await asyncio.gather(
-                *(hasher.hash(f"password {n}") for n in range(5)), return_exceptions=True
-            )
-        finally:
-            hasher.close()
-
-    results = asyncio.run(scenario())
+@pytest.mark.anyio
+async def test_hasher_runs_at_most_threads_plus_queue_and_refuses_the_rest() -> None:
+    hasher = PasswordHasher(10, threads=1, queue_limit=2)
+    try:
+        results = await asyncio.gather(
+            *(hasher.hash(f"password {n}") for n in range(5)), return_exceptions=True
+        )
+    finally:
+        hasher.close()
     assert sum(isinstance(r, str) for r in results) == 3
     assert sum(isinstance(r, HasherBusy) for r in results) == 2
 
 
+@pytest.mark.anyio
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread priority is Linux's")
-def test_hashing_threads_run_at_a_lower_priority_than_the_event_loop() -> None:
+async def test_hashing_threads_run_at_a_lower_priority_than_the_event_loop() -> None:
     def niceness() -> int:
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
-    async def scenario() -> int:
-        hasher = PasswordHasher(4, threads=1, queue_limit=0)
-        try:
-            return await hasher._run(niceness)
-        finally:
-            hasher.close()
-
     loop_niceness = niceness()
-    assert asyncio.run(scenario()) == max(loop_niceness, HASH_THREAD_NICENESS)
+    hasher = PasswordHasher(4, threads=1, queue_limit=0)
+    try:
+        assert await hasher._run(niceness) == max(loop_niceness, HASH_THREAD_NICENESS)
+    finally:
+        hasher.close()
     assert niceness() == loop_niceness  # the rest of the process is untouched
 
 

@@ -20,7 +20,7 @@ from storage.connection import Client, Monitor, create_memory_redis, create_redi
 from storage.pipeline import Address, Line, auto_pipeline, register_script
 from tests.conftest import RedisServer, start_redis_server
 
-pytestmark = pytest.mark.redis_server
+pytestmark = [pytest.mark.redis_server, pytest.mark.anyio]
 
 ECHO = "return {ARGV[1], redis.call('INCR', KEYS[1])}"
 FAILS_ON_BAD = """
@@ -52,185 +52,155 @@ def _connections_received(inspect: redis.Redis) -> int:
     return int(stats["total_connections_received"])
 
 
-def test_concurrent_calls_share_one_connection_and_get_their_own_replies(
+async def test_concurrent_calls_share_one_connection_and_get_their_own_replies(
     server: RedisServer,
 ) -> None:
-    async def scenario() -> tuple[list[Any], int]:
-        client = create_redis(server.url)
-        echo = _pipelined(client, ECHO)
-        replies = [await echo(keys=["n"], args=["first"])]  # connects, loads the script
-        inspect = server.client()
-        before = _connections_received(inspect)
-        replies += await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(200)))
-        replies += [await echo(keys=["n"], args=["last"])]
-        opened = _connections_received(inspect) - before
-        await _close(echo)
-        await client.aclose()
-        return replies, opened
-
-    replies, opened = asyncio.run(scenario())
+    client = create_redis(server.url)
+    echo = _pipelined(client, ECHO)
+    replies = [await echo(keys=["n"], args=["first"])]  # connects, loads the script
+    inspect = server.client()
+    before = _connections_received(inspect)
+    replies += await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(200)))
+    replies += [await echo(keys=["n"], args=["last"])]
+    opened = _connections_received(inspect) - before
+    await _close(echo)
+    await client.aclose()
     # Each reply is its own call's, in the order Redis ran them.
     assert replies == [["first", 1], *([f"m{i}", i + 2] for i in range(200)), ["last", 202]]
     assert opened == 0  # all on the line opened by the first call
 
 
-def test_an_error_reply_fails_only_its_own_call(server: RedisServer) -> None:
-    async def scenario() -> list[Any]:
-        client = create_redis(server.url)
-        check = _pipelined(client, FAILS_ON_BAD)
-        return await asyncio.gather(
-            *(check(keys=[], args=[arg]) for arg in ("a", "bad", "c")), return_exceptions=True
-        )
-
-    first, bad, last = asyncio.run(scenario())
+async def test_an_error_reply_fails_only_its_own_call(server: RedisServer) -> None:
+    client = create_redis(server.url)
+    check = _pipelined(client, FAILS_ON_BAD)
+    first, bad, last = await asyncio.gather(
+        *(check(keys=[], args=[arg]) for arg in ("a", "bad", "c")), return_exceptions=True
+    )
     assert (first, last) == ("a", "c")
     assert isinstance(bad, rex.ResponseError)
     assert "bad input" in str(bad)
 
 
-def test_a_flushed_script_cache_is_reloaded(server: RedisServer) -> None:
-    async def scenario() -> list[Any]:
-        client = create_redis(server.url)
-        echo = _pipelined(client, ECHO)
-        replies = [await echo(keys=["n"], args=["before"])]
-        await client.script_flush()
-        replies += await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(3)))
-        return replies
-
-    before, *again = asyncio.run(scenario())
+async def test_a_flushed_script_cache_is_reloaded(server: RedisServer) -> None:
+    client = create_redis(server.url)
+    echo = _pipelined(client, ECHO)
+    replies = [await echo(keys=["n"], args=["before"])]
+    await client.script_flush()
+    replies += await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(3)))
+    before, *again = replies
     assert before == ["before", 1]
     # Each call ran once more, loaded by redis-py one by one, so in no particular order.
     assert sorted(text for text, _ in again) == ["m0", "m1", "m2"]
     assert sorted(count for _, count in again) == [2, 3, 4]
 
 
-def test_a_caller_that_gives_up_does_not_shift_the_replies(server: RedisServer) -> None:
-    async def scenario() -> list[Any]:
-        client = create_redis(server.url)
-        echo = _pipelined(client, ECHO)
-        await echo(keys=["n"], args=["first"])  # connects, loads the script
-        abandoned = asyncio.ensure_future(echo(keys=["n"], args=["gone"]))
-        kept = asyncio.ensure_future(echo(keys=["n"], args=["kept"]))
-        await asyncio.sleep(0)  # both are written in the same batch
-        abandoned.cancel()
-        return [await kept, await echo(keys=["n"], args=["next"])]
-
+async def test_a_caller_that_gives_up_does_not_shift_the_replies(server: RedisServer) -> None:
+    client = create_redis(server.url)
+    echo = _pipelined(client, ECHO)
+    await echo(keys=["n"], args=["first"])  # connects, loads the script
+    abandoned = asyncio.ensure_future(echo(keys=["n"], args=["gone"]))
+    kept = asyncio.ensure_future(echo(keys=["n"], args=["kept"]))
+    await asyncio.sleep(0)  # both are written in the same batch
+    abandoned.cancel()
     # Redis ran the abandoned call (its INCR counts), but nobody got its reply.
-    assert asyncio.run(scenario()) == [["kept", 3], ["next", 4]]
+    assert await kept == ["kept", 3]
+    assert await echo(keys=["n"], args=["next"]) == ["next", 4]
 
 
-def test_a_lost_connection_fails_the_calls_in_flight_then_reconnects(
+async def test_a_lost_connection_fails_the_calls_in_flight_then_reconnects(
     server: RedisServer,
 ) -> None:
-    async def scenario() -> tuple[float, Any]:
-        client = create_redis(server.url)
-        echo = _pipelined(client, ECHO)
-        await echo(keys=["n"], args=["first"])
-        server.process.send_signal(signal.SIGSTOP)  # so that the next call waits for its reply
-        waiting = asyncio.ensure_future(echo(keys=["n"], args=["lost"]))
-        await asyncio.sleep(0.05)
-        started = time.monotonic()
-        server.process.kill()
-        server.process.wait()
-        with pytest.raises(rex.ConnectionError):
-            await waiting
-        elapsed = time.monotonic() - started
-        server.start()  # empty, and without the script: it is loaded again
-        return elapsed, await echo(keys=["n"], args=["again"])
-
-    elapsed, again = asyncio.run(scenario())
+    client = create_redis(server.url)
+    echo = _pipelined(client, ECHO)
+    await echo(keys=["n"], args=["first"])
+    server.process.send_signal(signal.SIGSTOP)  # so that the next call waits for its reply
+    waiting = asyncio.ensure_future(echo(keys=["n"], args=["lost"]))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    server.process.kill()
+    server.process.wait()
+    with pytest.raises(rex.ConnectionError):
+        await waiting
+    elapsed = time.monotonic() - started
+    server.start()  # empty, and without the script: it is loaded again
     assert elapsed < 0.3  # the loss is noticed at once, not at the time bound
-    assert again == ["again", 1]
+    assert await echo(keys=["n"], args=["again"]) == ["again", 1]
 
 
-def test_a_connection_closed_while_idle_is_reopened(server: RedisServer) -> None:
-    async def scenario() -> list[Any]:
-        client = create_redis(server.url)
-        echo = _pipelined(client, ECHO)
-        replies = [await echo(keys=["n"], args=["first"])]
-        inspect = server.client()
-        before = _connections_received(inspect)
-        assert inspect.client_kill_filter(_type="normal", skipme=True) >= 1
-        await asyncio.sleep(0.05)
-        replies += [await echo(keys=["n"], args=["second"])]
-        assert _connections_received(inspect) - before == 1  # a new line
-        return replies
-
-    assert asyncio.run(scenario()) == [["first", 1], ["second", 2]]
+async def test_a_connection_closed_while_idle_is_reopened(server: RedisServer) -> None:
+    client = create_redis(server.url)
+    echo = _pipelined(client, ECHO)
+    replies = [await echo(keys=["n"], args=["first"])]
+    inspect = server.client()
+    before = _connections_received(inspect)
+    assert inspect.client_kill_filter(_type="normal", skipme=True) >= 1
+    await asyncio.sleep(0.05)
+    replies += [await echo(keys=["n"], args=["second"])]
+    assert _connections_received(inspect) - before == 1  # a new line
+    assert replies == [["first", 1], ["second", 2]]
 
 
-def test_a_hanging_redis_fails_the_calls_in_time_and_recovers(
+async def test_a_hanging_redis_fails_the_calls_in_time_and_recovers(
     server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pipeline, "CALL_TIMEOUT_SECONDS", 0.3)
-
-    async def scenario() -> tuple[list[BaseException], float, Any]:
-        client = create_redis(server.url)
-        echo = _pipelined(client, ECHO)
-        await echo(keys=["n"], args=["first"])
-        server.process.send_signal(signal.SIGSTOP)
-        started = time.monotonic()
-        try:
-            failures = await asyncio.gather(
-                *(echo(keys=["n"], args=[f"m{i}"]) for i in range(5)), return_exceptions=True
-            )
-        finally:
-            server.process.send_signal(signal.SIGCONT)
-        elapsed = time.monotonic() - started
-        return failures, elapsed, await echo(keys=["n"], args=["back"])
-
-    failures, elapsed, back = asyncio.run(scenario())
+    client = create_redis(server.url)
+    echo = _pipelined(client, ECHO)
+    await echo(keys=["n"], args=["first"])
+    server.process.send_signal(signal.SIGSTOP)
+    started = time.monotonic()
+    try:
+        failures = await asyncio.gather(
+            *(echo(keys=["n"], args=[f"m{i}"]) for i in range(5)), return_exceptions=True
+        )
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    elapsed = time.monotonic() - started
     assert all(isinstance(f, TimeoutError) for f in failures), failures
     assert 0.3 <= elapsed < 1.0
-    assert back[0] == "back"
+    assert (await echo(keys=["n"], args=["back"]))[0] == "back"
 
 
-def test_no_redis_fails_fast_with_a_connection_error(server: RedisServer) -> None:
+async def test_no_redis_fails_fast_with_a_connection_error(server: RedisServer) -> None:
     server.stop()
-
-    async def scenario() -> BaseException:
-        echo = _pipelined(create_redis(server.url), ECHO)
-        with pytest.raises(rex.ConnectionError) as failure:
-            await echo(keys=["n"], args=["x"])
-        return failure.value
-
+    echo = _pipelined(create_redis(server.url), ECHO)
     started = time.monotonic()
-    error = asyncio.run(scenario())
+    with pytest.raises(rex.ConnectionError) as failure:
+        await echo(keys=["n"], args=["x"])
     assert time.monotonic() - started < 1.0
-    assert f"127.0.0.1:{server.port}" in str(error)
+    assert f"127.0.0.1:{server.port}" in str(failure.value)
 
 
-def test_password_and_database_from_the_url(tmp_path: Path) -> None:
+async def _echo_once(url: str, text: str) -> Any:
+    echo = _pipelined(create_redis(url), ECHO)
+    try:
+        return await echo(keys=["n"], args=[text])
+    finally:
+        await _close(echo)
+
+
+async def test_password_and_database_from_the_url(tmp_path: Path) -> None:
     server = start_redis_server(tmp_path, password="s3cret-pass")
     try:
-
-        async def scenario(url: str) -> Any:
-            echo = _pipelined(create_redis(url), ECHO)
-            return await echo(keys=["n"], args=["in db 3"])
-
-        assert asyncio.run(scenario(server.url.replace("/0", "/3"))) == ["in db 3", 1]
+        assert await _echo_once(server.url.replace("/0", "/3"), "in db 3") == ["in db 3", 1]
         inspect = server.client()
         assert inspect.get("n") is None
         inspect.select(3)
         assert inspect.get("n") == "1"
         with pytest.raises(rex.AuthenticationError):
-            asyncio.run(scenario(server.url.replace("s3cret-pass", "wrong")))
+            await _echo_once(server.url.replace("s3cret-pass", "wrong"), "x")
         with pytest.raises(rex.ConnectionError, match="refused the set-up"):
-            asyncio.run(scenario(server.url.replace("/0", "/99")))  # no such database
+            await _echo_once(server.url.replace("/0", "/99"), "x")  # no such database
     finally:
         server.stop()
 
 
-def test_unix_socket_url(tmp_path: Path) -> None:
+async def test_unix_socket_url(tmp_path: Path) -> None:
     socket_path = tmp_path / "redis.sock"
     server = start_redis_server(tmp_path, "--unixsocket", str(socket_path))
     try:
-
-        async def scenario() -> Any:
-            echo = _pipelined(create_redis(f"unix://{socket_path}?db=2"), ECHO)
-            return await echo(keys=["n"], args=["over a socket"])
-
-        assert asyncio.run(scenario()) == ["over a socket", 1]
+        url = f"unix://{socket_path}?db=2"
+        assert await _echo_once(url, "over a socket") == ["over a socket", 1]
     finally:
         server.stop()
 
@@ -242,36 +212,27 @@ def test_the_address_never_shows_the_password() -> None:
     assert "s3cret" not in repr(address)
 
 
-def test_the_embedded_store_calls_scripts_directly() -> None:
+async def test_the_embedded_store_calls_scripts_directly() -> None:
     trips: list[int] = []
-
-    async def scenario() -> tuple[Any, bool]:
-        client = create_memory_redis()
-        monitor = Monitor(on_round_trip=trips.append)
-        echo = register_script(client, ECHO, pipeline=auto_pipeline(client), monitor=monitor)
-        replies = await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(3)))
-        return replies, auto_pipeline(client) is not None
-
-    replies, pipelined = asyncio.run(scenario())
+    client = create_memory_redis()
+    assert auto_pipeline(client) is None  # no auto-pipeline: each call is its own round trip
+    monitor = Monitor(on_round_trip=trips.append)
+    echo = register_script(client, ECHO, pipeline=None, monitor=monitor)
+    replies = await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(3)))
     assert replies == [["m0", 1], ["m1", 2], ["m2", 3]]
-    assert not pipelined  # no auto-pipeline: each call is its own round trip
     assert trips == [1, 1, 1]
 
 
-def test_calls_of_one_loop_iteration_go_out_as_one_batch(server: RedisServer) -> None:
+async def test_calls_of_one_loop_iteration_go_out_as_one_batch(server: RedisServer) -> None:
     trips: list[int] = []
-
-    async def scenario() -> None:
-        client = create_redis(server.url)
-        pipe = auto_pipeline(client, Monitor(on_round_trip=trips.append))
-        echo = register_script(client, ECHO, pipeline=pipe)
-        await echo(keys=["n"], args=["first"])
-        await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(50)))
-        assert pipe is not None
-        await pipe.aclose()
-        await client.aclose()
-
-    asyncio.run(scenario())
+    client = create_redis(server.url)
+    pipe = auto_pipeline(client, Monitor(on_round_trip=trips.append))
+    echo = register_script(client, ECHO, pipeline=pipe)
+    await echo(keys=["n"], args=["first"])
+    await asyncio.gather(*(echo(keys=["n"], args=[f"m{i}"]) for i in range(50)))
+    assert pipe is not None
+    await pipe.aclose()
+    await client.aclose()
     assert trips == [1, 50]
 
 
@@ -297,34 +258,27 @@ class _Transport:
     [(b"?not RESP\r\n", 1), (b"+OK\r\n", 0)],
     ids=["garbage", "a reply nobody asked for"],
 )
-def test_unexpected_data_drops_the_connection(data: bytes, pending: int) -> None:
-    async def scenario() -> tuple[Line, _Transport, list[BaseException]]:
-        line = Line(asyncio.get_running_loop(), lambda call: None)
-        transport = _Transport()
-        line.bind(transport)  # type: ignore[arg-type]
-        futures = [asyncio.get_running_loop().create_future() for _ in range(pending)]
-        line.send([(None, (), ("PING",), future) for future in futures])
-        line.data_received(data)
-        return line, transport, [future.exception() for future in futures]  # type: ignore[misc]
-
-    line, transport, errors = asyncio.run(scenario())
+async def test_unexpected_data_drops_the_connection(data: bytes, pending: int) -> None:
+    line = Line(asyncio.get_running_loop(), lambda call: None)
+    transport = _Transport()
+    line.bind(transport)  # type: ignore[arg-type]
+    futures = [asyncio.get_running_loop().create_future() for _ in range(pending)]
+    line.send([(None, (), ("PING",), future) for future in futures])
+    line.data_received(data)
     assert line.closed
     assert transport.aborted
-    assert all(isinstance(error, rex.ConnectionError) for error in errors)
-    assert len(errors) == pending
+    assert all(isinstance(future.exception(), rex.ConnectionError) for future in futures)
 
 
-def test_a_dropped_client_takes_its_pipeline_along(server: RedisServer) -> None:
-    async def scenario() -> weakref.ref[Client]:
-        client = create_redis(server.url)
-        pipe = auto_pipeline(client)
-        echo = register_script(client, ECHO, pipeline=pipe)
-        await echo(keys=["n"], args=["once"])
-        assert pipe is not None
-        await pipe.aclose()
-        await client.aclose()
-        return weakref.ref(client)
-
-    dropped = asyncio.run(scenario())
+async def test_a_dropped_client_takes_its_pipeline_along(server: RedisServer) -> None:
+    client = create_redis(server.url)
+    pipe = auto_pipeline(client)
+    echo = register_script(client, ECHO, pipeline=pipe)
+    await echo(keys=["n"], args=["once"])
+    assert pipe is not None
+    await pipe.aclose()
+    await client.aclose()
+    dropped = weakref.ref(client)
+    del client, pipe, echo
     gc.collect()
     assert dropped() is None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -19,6 +18,7 @@ from storage.sessions import SessionStore
 from storage.users import UserStore, take_census
 
 Backend = Callable[[], Redis]
+pytestmark = pytest.mark.anyio
 
 
 async def _with_user(client: Redis) -> Session:
@@ -28,19 +28,16 @@ async def _with_user(client: Redis) -> Session:
     return Session(name="alice", jti="jti-1", generation=int(str(generation)))
 
 
-def test_create_user_stores_a_hash_with_a_random_first_generation(backend: Backend) -> None:
-    async def scenario() -> tuple[dict[Any, Any], ...]:
-        client = backend()
-        users = UserStore(client)
-        await users.create_user("alice", "$2b$04$hash", 4)
-        await users.create_user("bob", "$2b$04$hash", 4)
-        return (
-            await client.hgetall(keys.user("alice")),
-            await client.hgetall(keys.user("bob")),
-            await client.hgetall(keys.password_costs()),
-        )
-
-    alice, bob, costs = asyncio.run(scenario())
+async def test_create_user_stores_a_hash_with_a_random_first_generation(
+    backend: Backend,
+) -> None:
+    client = backend()
+    users = UserStore(client)
+    await users.create_user("alice", "$2b$04$hash", 4)
+    await users.create_user("bob", "$2b$04$hash", 4)
+    alice: dict[str, str] = await client.hgetall(keys.user("alice"))  # type: ignore[assignment]
+    bob = await client.hgetall(keys.user("bob"))
+    costs = await client.hgetall(keys.password_costs())
     assert alice["password_hash"] == "$2b$04$hash"
     assert alice["created_at"].endswith("Z")
     assert 0 <= int(alice["generation"]) < 2**52
@@ -48,17 +45,14 @@ def test_create_user_stores_a_hash_with_a_random_first_generation(backend: Backe
     assert costs == {"4": "2"}
 
 
-def test_concurrent_signups_of_one_name_exactly_one_wins(backend: Backend) -> None:
-    async def scenario() -> list[BaseException | None]:
-        client = backend()
-        await initialize(client)
-        users = UserStore(client)
-        return await asyncio.gather(
-            *(users.create_user("alice", f"hash-{n}", 4) for n in range(50)),
-            return_exceptions=True,
-        )
-
-    results = asyncio.run(scenario())
+async def test_concurrent_signups_of_one_name_exactly_one_wins(backend: Backend) -> None:
+    client = backend()
+    await initialize(client)
+    users = UserStore(client)
+    results = await asyncio.gather(
+        *(users.create_user("alice", f"hash-{n}", 4) for n in range(50)),
+        return_exceptions=True,
+    )
     assert results.count(None) == 1
     assert all(isinstance(r, NameTaken) for r in results if r is not None), [
         repr(r.__cause__) for r in results if r is not None and not isinstance(r, NameTaken)
@@ -74,45 +68,39 @@ async def _send_concurrently(backend: Backend, limit: int, sent: int) -> list[st
     return [m.text for m in await messages.last_messages(alice, limit)]
 
 
-def test_concurrent_messages_none_lost(backend: Backend) -> None:
-    stored = asyncio.run(_send_concurrently(backend, limit=500, sent=200))
+async def test_concurrent_messages_none_lost(backend: Backend) -> None:
+    stored = await _send_concurrently(backend, limit=500, sent=200)
     assert sorted(stored) == sorted(f"m{n}" for n in range(200))
 
 
-def test_concurrent_messages_cap_holds(backend: Backend) -> None:
-    stored = asyncio.run(_send_concurrently(backend, limit=30, sent=200))
+async def test_concurrent_messages_cap_holds(backend: Backend) -> None:
+    stored = await _send_concurrently(backend, limit=30, sent=200)
     assert len(stored) == 30
 
 
-def test_session_checks(backend: Backend) -> None:
-    async def scenario() -> None:
-        client = backend()
-        alice = await _with_user(client)
-        sessions = SessionStore(client)
+async def test_session_checks(backend: Backend) -> None:
+    client = backend()
+    alice = await _with_user(client)
+    sessions = SessionStore(client)
+    await sessions.check(alice)
+    with pytest.raises(UnknownUser):
+        await sessions.check(Session(name="ghost", jti="x", generation=0))
+    with pytest.raises(SessionEnded):
+        await sessions.check(Session(name="alice", jti="x", generation=alice.generation + 1))
+    await sessions.revoke(alice, ttl_seconds=100)
+    with pytest.raises(SessionRevoked):
         await sessions.check(alice)
-        with pytest.raises(UnknownUser):
-            await sessions.check(Session(name="ghost", jti="x", generation=0))
-        with pytest.raises(SessionEnded):
-            await sessions.check(Session(name="alice", jti="x", generation=alice.generation + 1))
-        await sessions.revoke(alice, ttl_seconds=100)
-        with pytest.raises(SessionRevoked):
-            await sessions.check(alice)
-        with pytest.raises(SessionRevoked):
-            await MessageStore(client, history_limit=5).append_message(alice, "no")
-        assert await client.llen(keys.messages("alice")) == 0
-        ttl = await client.ttl(keys.revoked("alice", "jti-1"))
-        assert 90 <= ttl <= 100
-
-    asyncio.run(scenario())
+    with pytest.raises(SessionRevoked):
+        await MessageStore(client, history_limit=5).append_message(alice, "no")
+    assert await client.llen(keys.messages("alice")) == 0
+    ttl = await client.ttl(keys.revoked("alice", "jti-1"))
+    assert 90 <= ttl <= 100
 
 
-def test_revoking_an_already_expired_token_writes_nothing(backend: Backend) -> None:
-    async def scenario() -> int:
-        client = backend()
-        await SessionStore(client).revoke(Session("alice", "jti-1", 0), ttl_seconds=0)
-        return await client.exists(keys.revoked("alice", "jti-1"))
-
-    assert asyncio.run(scenario()) == 0
+async def test_revoking_an_already_expired_token_writes_nothing(backend: Backend) -> None:
+    client = backend()
+    await SessionStore(client).revoke(Session("alice", "jti-1", 0), ttl_seconds=0)
+    assert await client.exists(keys.revoked("alice", "jti-1")) == 0
 
 
 @pytest.mark.parametrize("name", ["bob", "Алиса", "a.b-c_d", "x" * 64])
@@ -128,17 +116,14 @@ def test_a_users_keys_share_one_cluster_slot(name: str) -> None:
     assert slots != {key_slot(keys.user(name + "x").encode())}  # the name decides the slot
 
 
-def test_a_census_counts_the_hashes_stored_before_counting_once(backend: Backend) -> None:
-    async def scenario() -> tuple[object, object, dict[Any, Any]]:
-        client = backend()
-        for name, cost in (("old1", 12), ("old2", 12), ("old3", 10), ("new", 4)):
-            await client.hset(keys.user(name), mapping={"password_hash": f"$2b${cost:02d}$x"})
-        await client.hset(keys.password_costs(), "4", 1)  # "new" signed up after the release
-        first = await take_census(client, batch=2)
-        second = await take_census(client)
-        return first, second, await client.hgetall(keys.password_costs())
-
-    first, second, costs = asyncio.run(scenario())
+async def test_a_census_counts_the_hashes_stored_before_counting_once(backend: Backend) -> None:
+    client = backend()
+    for name, cost in (("old1", 12), ("old2", 12), ("old3", 10), ("new", 4)):
+        await client.hset(keys.user(name), mapping={"password_hash": f"$2b${cost:02d}$x"})
+    await client.hset(keys.password_costs(), "4", 1)  # "new" signed up after the release
+    first = await take_census(client, batch=2)
+    second = await take_census(client)
+    costs = await client.hgetall(keys.password_costs())
     assert first == {4: 1, 10: 1, 12: 2}
     assert second is None
     # The one signed up meanwhile is counted twice: the census errs towards the higher costs.
