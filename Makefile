@@ -57,10 +57,10 @@ clean:
 
 ## fuzz: schemathesis against a freshly started service's OpenAPI document (2.5 minutes)
 fuzz: $(DEV)
-	$(BIN)/python scripts/fuzz.py --max-time 150
+	$(BIN)/python -m scripts.fuzz --max-time 150
 
 ## bench: wrk against the API and a bare Sanic endpoint; writes bench/RESULTS.md (about 5 minutes)
 bench: $(RUNTIME)
 	@for tool in wrk redis-server redis-cli; do command -v $$tool >/dev/null || \
 	  { echo "make bench needs $$tool: apt-get install wrk redis-server"; exit 1; }; done
-	$(BIN)/python bench/run_bench.py
+	$(BIN)/python -m bench.run_bench

@@ -1,0 +1,180 @@
+"""The bench's harness: servers in sessions of their own, wrk runs, CPU accounting, medians."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.local import ROOT, stop, wait_http
+
+CONNECTIONS = 32
+WRK_SCRIPT = """
+wrk.method = os.getenv("WRK_METHOD")
+wrk.body = os.getenv("WRK_BODY")
+wrk.headers["Content-Type"] = "application/json"
+local token = os.getenv("WRK_TOKEN")
+if token ~= nil and token ~= "" then wrk.headers["token"] = token end
+if wrk.body == "" then wrk.body = nil end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\nRESULT {"requests":%d,"duration_us":%d,"errors":%d,"non2xx":%d,"p50":%d,"p99":%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """Where the CPU went during one wrk run: microseconds per request, and how busy the cores
+    were (all of them together, 1.0 = every core all the time)."""
+
+    server_us: float
+    redis_us: float
+    wrk_us: float
+    busy: float
+
+
+@dataclass(frozen=True)
+class Load:
+    """One wrk measurement."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int = 0
+    cpu: Cpu | None = None
+
+
+def median(loads: list[Load]) -> Load:
+    """Each figure's median over several runs (errors and requests: their sums)."""
+    cpus = [load.cpu for load in loads if load.cpu is not None]
+    return Load(
+        rps=statistics.median(load.rps for load in loads),
+        p50_ms=statistics.median(load.p50_ms for load in loads),
+        p99_ms=statistics.median(load.p99_ms for load in loads),
+        errors=sum(load.errors for load in loads),
+        requests=sum(load.requests for load in loads),
+        cpu=Cpu(
+            server_us=statistics.median(cpu.server_us for cpu in cpus),
+            redis_us=statistics.median(cpu.redis_us for cpu in cpus),
+            wrk_us=statistics.median(cpu.wrk_us for cpu in cpus),
+            busy=statistics.median(cpu.busy for cpu in cpus),
+        )
+        if cpus
+        else None,
+    )
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server started for the bench: its base URL, and its pid (which leads its session)."""
+
+    base: str
+    pid: int
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(stat: str) -> tuple[int, float]:
+    # /proc/<pid>/stat after the command name: state ppid pgrp session ... utime (12th) stime.
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[3]), (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def session_cpu(session: int) -> float:
+    """CPU seconds used so far by the live processes of a session (a server and its workers)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            sid, seconds = _cpu_of(stat.read_text())
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            continue
+        if sid == session:
+            total += seconds
+    return total
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds used so far by one process."""
+    return _cpu_of(Path(f"/proc/{pid}/stat").read_text())[1]
+
+
+def children_cpu() -> float:
+    """CPU seconds used by this process's finished children (wrk, once it has returned)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[int]:
+    """Run a server process (in a session of its own) until the block ends; yield its pid."""
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_http(ready_url, process=proc)
+        time.sleep(1.0)  # let every worker finish starting
+        yield proc.pid
+    finally:
+        stop(proc)
+
+
+def wrk(
+    url: str,
+    script: Path,
+    *,
+    seconds: int,
+    connections: int = CONNECTIONS,
+    threads: int = 1,
+    method: str = "POST",
+    body: str = "",
+    token: str = "",
+    timeout: str = "2s",
+) -> Load:
+    """Drive `url` with wrk and parse the RESULT line its script prints."""
+    env = {**os.environ, "WRK_METHOD": method, "WRK_BODY": body, "WRK_TOKEN": token}
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            timeout,
+            "-s",
+            str(script),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+    return Load(
+        rps=result["requests"] / (result["duration_us"] / 1e6),
+        p50_ms=result["p50"] / 1000,
+        p99_ms=result["p99"] / 1000,
+        errors=result["errors"] + result["non2xx"],
+        requests=result["requests"],
+    )

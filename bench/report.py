@@ -1,0 +1,162 @@
+"""The bench's report: bench/RESULTS.md from one run's figures."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+
+from bench.harness import CONNECTIONS, Load
+
+
+@dataclass
+class Results:
+    """Everything one `make bench` run measured."""
+
+    seconds: int
+    runs: int
+    one: dict[str, Load]  # scenarios 1-3 and the bare ceiling, 1 worker
+    two: dict[str, Load]  # the same, 2 workers
+    idle: Load  # scenario 4
+    during: Load
+    logins: Load
+    short: Load  # scenario 5
+    long: Load
+    mem_1x: int  # scenario 6
+    mem_2x: int
+    length: int
+    with_metrics: Load  # scenario 7
+    without_metrics: Load
+    checks: list[tuple[str, bool]] = field(default_factory=list)
+
+
+def render(results: Results) -> str:
+    """The Markdown of bench/RESULTS.md."""
+    one, two = results.one, results.two
+    idle, during, logins = results.idle, results.during, results.logins
+    short, long = results.short, results.long
+    mem_1x, mem_2x, length = results.mem_1x, results.mem_2x, results.length
+    with_metrics, without_metrics = results.with_metrics, results.without_metrics
+    rps1 = {name: load.rps for name, load in one.items()}
+    rps2 = {name: load.rps for name, load in two.items()}
+    lines = [
+        "| scenario | 1 worker | ratio to bare | 2 workers | ratio to bare |",
+        "|---|---|---|---|---|",
+        f"| bare Sanic endpoint (ceiling) | {rps1['bare']:.0f} rps | 1.00 | {rps2['bare']:.0f} rps "
+        "| 1.00 |",
+    ]
+    labels = {
+        "message": "1. `POST /message/`, header token",
+        "last": "2. `POST /message/` with `last 10`",
+        "list": "3. `GET /messages/?limit=10`",
+    }
+    for key, label in labels.items():
+        lines.append(
+            f"| {label} | {rps1[key]:.0f} rps | {rps1[key] / rps1['bare']:.2f} | "
+            f"{rps2[key]:.0f} rps | {rps2[key] / rps2['bare']:.2f} |"
+        )
+    lines += [
+        "",
+        "Where the CPU went in those runs, in microseconds per request (medians), and how busy the "
+        f"{os.cpu_count()} cores were altogether; wrk and Redis share the cores with the server:",
+        "",
+        "| scenario | 1 worker: server / Redis / wrk | cores busy "
+        "| 2 workers: server / Redis / wrk | cores busy |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in {"bare": "bare Sanic endpoint", **labels}.items():
+        row = [label]
+        for load in (one[key], two[key]):
+            cpu = load.cpu
+            assert cpu is not None
+            row.append(f"{cpu.server_us:.0f} / {cpu.redis_us:.0f} / {cpu.wrk_us:.0f} us")
+            row.append(f"{cpu.busy:.0%}")
+        lines.append("| " + " | ".join(row) + " |")
+    scaling = {key: rps2[key] / rps1[key] for key in labels}
+    bare_scaling = rps2["bare"] / rps1["bare"]
+    metrics_ratio = with_metrics.rps / without_metrics.rps
+    flood_ratio = during.p99_ms / idle.p99_ms
+    history_ratio = short.p50_ms and long.p50_ms / short.p50_ms
+    lines += [
+        "",
+        "| scenario | figure |",
+        "|---|---|",
+        f"| 4. `/message/` idle, 1 worker | p50 {idle.p50_ms:.2f} ms, p99 {idle.p99_ms:.2f} ms |",
+        f"| 4. `/message/` during 16 clients logging in at cost 12 | p50 {during.p50_ms:.2f} ms, "
+        f"p99 {during.p99_ms:.2f} ms (p99 {flood_ratio:.2f}x idle), {during.errors} errors |",
+        f"| 4. the logins meanwhile | {logins.rps:.1f} logins/s, p99 {logins.p99_ms:.0f} ms, "
+        f"{logins.errors} errors |",
+        f"| 5. `last 100` with 100 stored | p50 {short.p50_ms:.2f} ms, {short.rps:.0f} rps |",
+        f"| 5. `last 100` with 1000 stored | p50 {long.p50_ms:.2f} ms, {long.rps:.0f} rps "
+        f"({history_ratio:.2f}x) |",
+        f"| 6. Redis bytes per user after 1000 / 2000 messages | {mem_1x} / {mem_2x} "
+        f"(list length {length}) |",
+        f"| 7. `POST /message/` with metrics / with METRICS=false, 1 worker | "
+        f"{with_metrics.rps:.0f} / {without_metrics.rps:.0f} rps ({metrics_ratio:.3f}x) |",
+        f"| 2 workers over 1: bare endpoint | {bare_scaling:.2f}x |",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    targets = [
+        (
+            "1. message >= 0.50x bare (1 worker)",
+            f"{rps1['message'] / rps1['bare']:.2f}x",
+            rps1["message"] / rps1["bare"] >= 0.5,
+        ),
+        (
+            "2. `last 10` >= 0.50x bare (1 worker)",
+            f"{rps1['last'] / rps1['bare']:.2f}x",
+            rps1["last"] / rps1["bare"] >= 0.5,
+        ),
+        (
+            "4. p99 during the login flood <= 3x idle, no errors",
+            f"{flood_ratio:.2f}x, {during.errors} errors",
+            flood_ratio <= 3 and during.errors == 0,
+        ),
+        (
+            "5. `last 100` cost within 1.2x (100 vs 1000 stored)",
+            f"{history_ratio:.2f}x",
+            1 / 1.2 <= history_ratio <= 1.2,
+        ),
+        (
+            "6. memory bounded by the cap",
+            f"{mem_2x / mem_1x:.2f}x from 1000 to 2000 messages",
+            length == 1000 and mem_2x <= mem_1x * 1.1,
+        ),
+        (
+            "7. metrics cost under 5 % of `POST /message/` throughput",
+            f"{1 - metrics_ratio:.1%}",
+            metrics_ratio >= 0.95,
+        ),
+        *(
+            (
+                f"2-worker gain >= 0.90x the bare endpoint's ({labels[k].split(' ', 1)[1]})",
+                f"{v:.2f}x / {bare_scaling:.2f}x = {v / bare_scaling:.2f}",
+                v / bare_scaling >= 0.9,
+            )
+            for k, v in scaling.items()
+        ),
+        *((check, "", ok) for check, ok in results.checks),
+    ]
+    lines += [
+        f"| {name} | {figure} | {'yes' if ok else '**no**'} |" for name, figure, ok in targets
+    ]
+    redis_version = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[2]
+    header = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: "
+        f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}, "
+        f"sanic {version('sanic')}, redis-py {version('redis')}, redis-server {redis_version}, "
+        f"wrk over loopback, {CONNECTIONS} connections, {results.seconds} s per run, the median of "
+        f"{results.runs} runs alternating between the bare endpoint and the API, BCRYPT_ROUNDS=12. "
+        "Throughput is compared only within this one run: the machine is noisy.",
+        "",
+    ]
+    return "\n".join(header + lines) + "\n"

@@ -1,0 +1,227 @@
+"""The bench's scenarios: what `make bench` runs against the service and the bare endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from bench.harness import (
+    WRK_SCRIPT,
+    Cpu,
+    Load,
+    Server,
+    children_cpu,
+    median,
+    process,
+    process_cpu,
+    session_cpu,
+    wrk,
+)
+from scripts.local import free_port, post, service_env, spawn_redis, wait_for_ping
+
+PASSWORD = "bench password 1"  # noqa: S105 (a throwaway account on a private Redis)
+
+# The scenarios: method, path and body of each request.
+BARE = ("POST", "/bare", '{"text":"hello"}')
+MESSAGE = ("POST", "/message/", '{"text":"hello"}')
+LAST_10 = ("POST", "/message/", '{"text":"last 10"}')
+LAST_100 = ("POST", "/message/", '{"text":"last 100"}')
+LIST_10 = ("GET", "/messages/?limit=10", "")
+
+
+class Bench:
+    """Everything one `make bench` run measures."""
+
+    def __init__(self, seconds: int, runs: int, workdir: Path) -> None:
+        self.seconds, self.runs, self.workdir = seconds, runs, workdir
+        self.script = workdir / "bench.lua"
+        self.script.write_text(WRK_SCRIPT)
+        self.redis_port = free_port()
+        self.redis_pid = 0
+        self.rows: list[tuple[str, str]] = []
+        self.checks: list[tuple[str, bool]] = []
+
+    @contextmanager
+    def redis(self) -> Iterator[str]:
+        """A private redis-server, as the compose file runs it (but in memory)."""
+        proc = spawn_redis(self.redis_port, self.workdir, "--maxmemory-policy", "noeviction")
+        self.redis_pid = proc.pid
+        try:
+            url = f"redis://127.0.0.1:{self.redis_port}/0"
+            wait_for_ping(url)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait()
+
+    def flush(self) -> None:
+        """Empty the private Redis."""
+        subprocess.run(
+            ["redis-cli", "-p", str(self.redis_port), "flushall"], capture_output=True, check=True
+        )
+
+    @contextmanager
+    def api(self, redis_url: str, workers: int, **extra: str) -> Iterator[Server]:
+        """The service, started as `make run` starts it."""
+        port = free_port()
+        env = service_env(
+            port,
+            WORKERS=str(workers),
+            REDIS_URL=redis_url,
+            JWT_SECRET=secrets.token_urlsafe(48),
+            BCRYPT_ROUNDS="12",
+            MESSAGE_HISTORY_LIMIT="1000",
+            **extra,
+        )
+        base = f"http://127.0.0.1:{port}"
+        with process([sys.executable, "run.py"], env, base + "/healthz") as pid:
+            yield Server(base, pid)
+
+    @contextmanager
+    def bare(self, workers: int) -> Iterator[Server]:
+        """The bare Sanic endpoint with the same workers."""
+        port = free_port()
+        env = {**os.environ, "PORT": str(port), "WORKERS": str(workers)}
+        base = f"http://127.0.0.1:{port}"
+        with process([sys.executable, "bench/bare.py"], env, base + "/bare") as pid:
+            yield Server(base, pid)
+
+    def load(self, base: str, scenario: tuple[str, str, str], token: str) -> Load:
+        """One wrk run of `scenario` against the API at `base`, authenticated by `token`."""
+        method, path, body = scenario
+        return wrk(
+            base + path, self.script, seconds=self.seconds, method=method, body=body, token=token
+        )
+
+    def measured(self, server: Server, scenario: tuple[str, str, str], token: str) -> Load:
+        """`load`, with the CPU the server, Redis and wrk used meanwhile."""
+        before = session_cpu(server.pid), process_cpu(self.redis_pid), children_cpu()
+        started = time.monotonic()
+        load = self.load(server.base, scenario, token)
+        elapsed = time.monotonic() - started
+        after = session_cpu(server.pid), process_cpu(self.redis_pid), children_cpu()
+        used = [b - a for a, b in zip(before, after, strict=True)]
+        server_us, redis_us, wrk_us = (seconds / max(load.requests, 1) * 1e6 for seconds in used)
+        busy = sum(used) / elapsed / (os.cpu_count() or 1)
+        return replace(load, cpu=Cpu(server_us, redis_us, wrk_us, busy))
+
+    def user(self, base: str, name: str) -> str:
+        """Sign up and log in `name`; return a token."""
+        post(base + "/signup/", {"name": name, "password": PASSWORD})
+        token: str = post(base + "/login/", {"name": name, "password": PASSWORD})["token"]
+        return token
+
+    def throughput(self, redis_url: str, workers: int) -> dict[str, Load]:
+        """Scenarios 1-3 and the bare ceiling: the medians of alternating runs."""
+        samples: dict[str, list[Load]] = {"bare": [], "message": [], "last": [], "list": []}
+        for _ in range(self.runs):
+            with self.bare(workers) as server:
+                samples["bare"].append(self.measured(server, BARE, ""))
+            self.flush()
+            with self.api(redis_url, workers) as server:
+                token = self.user(server.base, "bencher")
+                for name, scenario in (("message", MESSAGE), ("last", LAST_10), ("list", LIST_10)):
+                    samples[name].append(self.measured(server, scenario, token))
+        for name, loads in samples.items():
+            errors = sum(load.errors for load in loads)
+            self.checks.append((f"{name}, {workers} worker(s): no errors", errors == 0))
+        return {name: median(loads) for name, loads in samples.items()}
+
+    def metrics_cost(self, redis_url: str) -> tuple[Load, Load]:
+        """Scenario 7: `POST /message/` with metrics kept and with METRICS=false, alternating."""
+        samples: dict[str, list[Load]] = {"true": [], "false": []}
+        for _ in range(self.runs):
+            for metrics in ("true", "false"):
+                self.flush()
+                with self.api(redis_url, 1, METRICS=metrics) as server:
+                    token = self.user(server.base, "bencher")
+                    samples[metrics].append(self.load(server.base, MESSAGE, token))
+        return median(samples["true"]), median(samples["false"])
+
+    def login_flood(self, redis_url: str) -> tuple[Load, Load, Load]:
+        """Scenario 4: /message/ latency idle, then during 16 clients logging in at cost 12."""
+        self.flush()
+        # 16 logins of one account in flight at once: its window must have room for them all
+        # (every attempt takes its place before bcrypt), or most would be fast 429s, no flood.
+        with self.api(redis_url, 1, LOGIN_MAX_FAILURES="64") as server:
+            base = server.base
+            token = self.user(base, "bencher")
+            self.user(base, "flooder")
+            idle = self.load(base, MESSAGE, token)
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                flood = pool.submit(
+                    wrk,
+                    base + "/login/",
+                    self.script,
+                    seconds=self.seconds + 2,
+                    connections=16,
+                    body=json.dumps({"name": "flooder", "password": PASSWORD}),
+                    timeout="30s",  # 16 logins at cost 12 queue for seconds on 2 cores
+                )
+                time.sleep(1)
+                during = self.load(base, MESSAGE, token)
+                logins = flood.result()
+        return idle, during, logins
+
+    def history_cost(self, redis_url: str) -> tuple[Load, Load]:
+        """Scenario 5: `last 100` with 100 and with MESSAGE_HISTORY_LIMIT (1000) stored."""
+        self.flush()
+        loads = []
+        with self.api(redis_url, 1) as server:
+            base = server.base
+            for name, stored in (("short", 100), ("long", 1000)):
+                token = self.user(base, name)
+                for n in range(stored):
+                    post(base + "/message/", {"text": f"message number {n}"}, {"token": token})
+                loads.append(self.load(base, LAST_100, token))
+        return loads[0], loads[1]
+
+    def memory_per_user(self, redis_url: str) -> tuple[int, int, int]:
+        """Scenario 6: Redis bytes for one user after 1x and 2x MESSAGE_HISTORY_LIMIT messages."""
+        self.flush()
+        with self.api(redis_url, 1) as server:
+            base = server.base
+            token = self.user(base, "memory")
+            sizes = []
+            for _ in range(2):
+                before = self._count()
+                while self._count() - before < 1000:
+                    wrk(
+                        base + "/message/",
+                        self.script,
+                        seconds=1,
+                        connections=8,
+                        body='{"text":"a message of about forty characters...."}',
+                        token=token,
+                    )
+                sizes.append(self._memory("user:{memory}") + self._memory("messages:{memory}"))
+            length = int(self._redis("llen", "messages:{memory}"))
+        return sizes[0], sizes[1], length
+
+    def _redis(self, *command: str) -> str:
+        return subprocess.run(
+            ["redis-cli", "-p", str(self.redis_port), *command],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    def _memory(self, key: str) -> int:
+        return int(self._redis("memory", "usage", key, "samples", "0") or 0)
+
+    def _count(self) -> int:
+        # Messages sent so far: the capped list cannot count past its cap, the INFO counter can.
+        stats = self._redis("info", "commandstats")
+        for line in stats.splitlines():
+            if line.startswith("cmdstat_lpush:"):
+                return int(line.split("calls=", 1)[1].split(",", 1)[0])
+        return 0
