@@ -16,7 +16,7 @@ from api.context import ApiRequest, App, AppCtx
 from api.errors import JsonErrorHandler
 from api.logs import AccessLog, configure_logging
 from api.metrics import Metrics
-from api.routes import auth, client, docs_ui, health, messages
+from api.routes import account, auth, client, docs_ui, health, messages, sessions
 from api.routes import metrics as metrics_route
 from api.services import Services
 from api.settings import Settings, SettingsError
@@ -104,6 +104,8 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
     )
     _describe_api(app)
     app.blueprint(auth.blueprint())
+    app.blueprint(sessions.blueprint())
+    app.blueprint(account.blueprint())
     app.blueprint(messages.blueprint(settings))  # its limits are in its document
     app.blueprint(health.blueprint())
     app.blueprint(docs_ui.blueprint())

@@ -79,6 +79,51 @@ def message_body(max_chars: int) -> Schema:
 
 NAME_REPLY = obj({"name": {"type": "string"}}, "name")
 TOKEN_REPLY = obj({"token": {"type": "string"}}, "token")
+REFRESH_TOKEN: Schema = {
+    "type": "string",
+    "description": "An opaque refresh token: send it to `POST /token/refresh/` as it is.",
+}
+LOGIN_REPLY = obj(
+    {"token": {"type": "string"}, "refresh_token": REFRESH_TOKEN},
+    "token",
+)
+REFRESH_REPLY = obj(
+    {"token": {"type": "string"}, "refresh_token": REFRESH_TOKEN}, "token", "refresh_token"
+)
+REFRESH_BODY = {
+    **obj({"refresh_token": REFRESH_TOKEN}, closed=False),
+    "description": "Optional: without it, the `refresh_token` cookie is used (with "
+    "`X-CSRF-Token`).",
+    "example": {"refresh_token": "YWxpY2U.3q2-7wEAAAD_____AAAAAA.<43 characters>"},
+}
+LOGOUT_BODY = {
+    **obj({"refresh_token": REFRESH_TOKEN}, closed=False),
+    "description": "Optional: a refresh token whose session ends too (or its cookie).",
+    "example": {"refresh_token": "YWxpY2U.3q2-7wEAAAD_____AAAAAA.<43 characters>"},
+}
+DATE_TIME: Schema = {"type": "string", "format": "date-time"}
+SESSION = obj(
+    {
+        "id": {"type": "string", "description": "Ends the session: `DELETE /sessions/{id}/`."},
+        "created_at": {**DATE_TIME, "description": "When the login was."},
+        "last_used_at": {
+            **DATE_TIME,
+            "description": "When the session last got a token (its login or a refresh).",
+        },
+        "user_agent": {
+            "type": "string",
+            "maxLength": 200,
+            "description": "The `User-Agent` of the login, cut to 200 characters.",
+        },
+        "current": {"type": "boolean", "description": "The session of the calling token."},
+    },
+    "id",
+    "created_at",
+    "last_used_at",
+    "user_agent",
+    "current",
+)
+SESSIONS_REPLY = obj({"sessions": {"type": "array", "items": SESSION}}, "sessions")
 STATUS_REPLY = obj({"status": {"type": "string"}}, "status")
 LAST_REPLY: Schema = {
     "type": "object",
@@ -98,6 +143,58 @@ MESSAGES_REPLY = obj(
     },
     "messages",
 )
+MESSAGE = MESSAGES_REPLY["properties"]["messages"]["items"]
+EXPORT_REPLY = obj(
+    {
+        "name": {"type": "string"},
+        "created_at": {**DATE_TIME, "description": "When the account was created."},
+        "messages": {"type": "array", "items": MESSAGE, "description": "Newest first."},
+        "sessions": {"type": "array", "items": SESSION},
+    },
+    "name",
+    "created_at",
+    "messages",
+    "sessions",
+)
+LOGIN_BODY = {
+    **obj(
+        {
+            "name": NAME,
+            "password": PASSWORD,
+            "refresh": {
+                "type": "boolean",
+                "default": False,
+                "description": "Also issue a refresh token (and the `refresh_token` cookie).",
+            },
+        },
+        "name",
+        "password",
+        closed=False,
+    ),
+    "example": {"name": "alice", "password": "correct horse battery", "refresh": True},
+}
+NEW_PASSWORD_BODY = {
+    **obj(
+        {
+            "password": {**PASSWORD, "description": "The current password."},
+            "new_password": {
+                **PASSWORD,
+                "description": "The new password.",
+                "example": "a new, longer passphrase",
+            },
+        },
+        "password",
+        "new_password",
+        closed=False,
+    ),
+    "example": {"password": "correct horse battery", "new_password": "a new, longer passphrase"},
+}
+CONFIRM_BODY = {
+    **obj(
+        {"password": {**PASSWORD, "description": "The current password."}}, "password", closed=False
+    ),
+    "example": {"password": "correct horse battery"},
+}
 # The error codes of a route that needs a token, and of one that reads a JSON body.
 AUTH_ERRORS = (
     ErrorCode.MISSING_TOKEN,
@@ -123,7 +220,10 @@ def error_responses(codes: Sequence[ErrorCode]) -> dict[int, tuple[Schema, str]]
             {
                 **obj(
                     {
-                        "error": {"type": "string", "enum": [c.code for c in group]},
+                        "error": {
+                            "type": "string",
+                            "enum": list(dict.fromkeys(c.code for c in group)),
+                        },
                         "message": {"type": "string"},
                     },
                     "error",
@@ -152,9 +252,10 @@ class Doc:
 
     summary: str
     tag: str
-    ok: tuple[int, Schema, str]
+    ok: tuple[int, Schema | None, str]  # None: no body
     errors: tuple[ErrorCode, ...] = ()
     body: Schema | None = None
+    body_required: bool = True
     secured: bool = False
     also: tuple[tuple[int, Schema, str], ...] = ()
     query: tuple[tuple[str, Any, str], ...] = ()  # name, sanic-ext schema, description
@@ -177,7 +278,8 @@ def add_route(bp: Blueprint, method: str, path: str, handler: Handler, doc: Doc)
     functools.update_wrapper(route, handler)
     documented: Any = route
     for status, schema, description in (doc.ok, *doc.also):
-        documented = openapi.response(status, json_content(schema), description)(documented)
+        content = {} if schema is None else json_content(schema)
+        documented = openapi.response(status, content, description)(documented)
     for status, (schema, description) in error_responses(doc.errors).items():
         documented = openapi.response(status, json_content(schema), description)(documented)
     for name, schema, description in doc.query:
@@ -187,7 +289,7 @@ def add_route(bp: Blueprint, method: str, path: str, handler: Handler, doc: Doc)
     if doc.body is not None:
         # What openapi.body records, without the validating wrapper it would put around the
         # handler: the handlers validate their bodies themselves.
-        OperationStore()[documented].body(json_content(doc.body), required=True)  # type: ignore[no-untyped-call]
+        OperationStore()[documented].body(json_content(doc.body), required=doc.body_required)  # type: ignore[no-untyped-call]
     if doc.secured:
         for scheme in SECURITY_SCHEMES:
             documented = openapi.secured(scheme)(documented)

@@ -17,7 +17,11 @@ from api.responses import json
 from api.security import TokenError
 from storage.errors import (
     NameTaken,
+    NoSuchFamily,
     RateLimited,
+    RefreshCsrfFailed,
+    RefreshInvalid,
+    RefreshReused,
     SessionEnded,
     SessionRevoked,
     StorageUnavailable,
@@ -44,7 +48,13 @@ class ErrorCode(Enum):
     TOKEN_REVOKED = (
         "token_revoked",
         401,
-        "The token was logged out, or its user logged out everywhere since it was issued.",
+        "The token's session has ended: logged out, ended from `/sessions/`, its refresh token "
+        "reused, or all of its user's sessions ended (log out everywhere, a new password).",
+    )
+    TOKEN_REUSED = (
+        "token_reused",
+        401,
+        "The refresh token was used before: the whole session it belongs to has ended.",
     )
     INVALID_CREDENTIALS = (
         "invalid_credentials",
@@ -56,6 +66,11 @@ class ErrorCode(Enum):
         401,
         "/metrics needs the METRICS_TOKEN as a Bearer token.",
     )
+    WRONG_PASSWORD = (
+        "invalid_credentials",
+        403,
+        "The current password is wrong (it counts as a failed login of the account).",
+    )
     CSRF_FAILED = (
         "csrf_failed",
         403,
@@ -63,6 +78,7 @@ class ErrorCode(Enum):
     )
     NAME_MISMATCH = ("name_mismatch", 403, "`name` differs from the token's user.")
     NOT_FOUND = ("not_found", 404, "No such path.")
+    NO_SUCH_SESSION = ("not_found", 404, "No live session of yours has this id.")
     METHOD_NOT_ALLOWED = (
         "method_not_allowed",
         405,
@@ -170,12 +186,30 @@ def to_api_error(exc: BaseException) -> ApiError:
         case TokenError():
             return unauthorized(_TOKEN_CODES[exc.code], str(exc))
         case SessionRevoked():
-            return unauthorized(ErrorCode.TOKEN_REVOKED, "the token has been revoked by a logout")
+            return unauthorized(ErrorCode.TOKEN_REVOKED, "the token's session has ended")
         case SessionEnded():
             return unauthorized(
                 ErrorCode.TOKEN_REVOKED,
-                "the user has logged out everywhere since this token was issued",
+                "every session of the user was ended (log out everywhere or a new password) "
+                "since this token was issued",
             )
+        case RefreshInvalid():
+            return unauthorized(
+                ErrorCode.INVALID_TOKEN, "the refresh token is unknown, expired or ended"
+            )
+        case RefreshReused():
+            return unauthorized(
+                ErrorCode.TOKEN_REUSED,
+                "this refresh token was used before: its session has been ended",
+            )
+        case RefreshCsrfFailed():
+            return ApiError(
+                ErrorCode.CSRF_FAILED,
+                "a refresh with the refresh_token cookie needs the X-CSRF-Token header set to "
+                "the csrf_token cookie",
+            )
+        case NoSuchFamily():
+            return ApiError(ErrorCode.NO_SUCH_SESSION, "no live session of yours has this id")
         case UnknownUser():
             return unauthorized(ErrorCode.INVALID_TOKEN, "the token's user does not exist")
         case NameTaken():

@@ -10,14 +10,13 @@ from typing import Any
 from sanic import HTTPResponse
 
 from api.context import ApiRequest
+from api.cookies import TOKEN_COOKIE
 from api.errors import ApiError, ErrorCode, unauthorized
 from api.security import TokenClaims
 from api.services import services
 from storage.models import Session
 
-TOKEN_COOKIE = "token"  # noqa: S105 (a cookie name, not a secret)
 TOKEN_HEADER = "token"  # noqa: S105 (a header name, not a secret)
-CSRF_COOKIE = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -48,7 +47,9 @@ def cookie_token(request: ApiRequest) -> str | None:
 
 def session_of(claims: TokenClaims) -> Session:
     """The storage view of a verified token."""
-    return Session(name=claims.name, jti=claims.jti, generation=claims.generation)
+    return Session(
+        name=claims.name, jti=claims.jti, generation=claims.generation, family=claims.family
+    )
 
 
 def authenticate(request: ApiRequest) -> TokenClaims:

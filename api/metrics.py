@@ -58,8 +58,21 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "refusing the work, by reason (OOM, READONLY, ConnectionError...).",
         ("reason",),
     ),
-    "tokens_revoked": ("Tokens revoked by a logout.", ()),
-    "sessions_ended": ("Log-outs everywhere.", ()),
+    "tokens_revoked": (
+        "Sessions ended one at a time: a logout, or DELETE /sessions/{id}/.",
+        (),
+    ),
+    "sessions_ended": (
+        "Times all of a user's sessions ended at once: log out everywhere, a new password, "
+        "a deleted account.",
+        (),
+    ),
+    "tokens_refreshed": ("Refresh tokens used up for a new pair.", ()),
+    "refresh_tokens_reused": (
+        "Used refresh tokens presented again: each ended its session (a stolen token, or a "
+        "client that sent one twice).",
+        (),
+    ),
 }
 HISTOGRAMS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
     "http_request_duration_seconds": (

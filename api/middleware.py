@@ -17,7 +17,7 @@ from api.logs import Access, AccessLog
 from api.metrics import Metrics
 from api.services import client_address
 
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # A caller's request id is kept when it is 1-128 visible ASCII characters.
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")
 

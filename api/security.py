@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 import unicodedata
@@ -50,6 +51,7 @@ class TokenClaims:
     generation: int
     csrf: str | None = None
     not_before: int | None = None
+    family: str | None = None  # None for tokens issued before families
 
 
 def _prehash(password: str, salt: bytes) -> bytes:
@@ -109,9 +111,17 @@ def cost_of(password_hash: str) -> int | None:
 
 
 def issue_token(
-    secret: str, name: str, generation: int, ttl_seconds: int, *, now: int | None = None
+    secret: str,
+    name: str,
+    generation: int,
+    ttl_seconds: int,
+    *,
+    family: str | None = None,
+    csrf: str | None = None,
+    now: int | None = None,
 ) -> tuple[str, TokenClaims]:
-    """Sign a new HS256 token for `name` with a fresh `jti` and CSRF value; return both."""
+    """Sign a new HS256 token for `name` with a fresh `jti`, of `family`, carrying `csrf` (a
+    fresh CSRF value by default); return both."""
     issued_at = int(time.time()) if now is None else now
     claims = TokenClaims(
         name=name,
@@ -119,9 +129,10 @@ def issue_token(
         issued_at=issued_at,
         expires_at=issued_at + ttl_seconds,
         generation=generation,
-        csrf=secrets.token_urlsafe(24),
+        csrf=csrf or new_csrf(),
+        family=family,
     )
-    payload = {
+    payload: dict[str, object] = {
         "sub": name,
         "name": name,
         "iat": claims.issued_at,
@@ -130,7 +141,14 @@ def issue_token(
         "gen": generation,
         "csrf": claims.csrf,
     }
+    if family is not None:
+        payload["fam"] = family
     return jwt.encode(payload, secret, algorithm=ALGORITHM), claims
+
+
+def new_csrf() -> str:
+    """A new CSRF value (192 random bits) for a token and its `csrf_token` cookie."""
+    return secrets.token_urlsafe(24)
 
 
 def verify_token(
@@ -177,10 +195,13 @@ def verify_token(
 
 def _claims(payload: dict[str, object]) -> TokenClaims:
     name, jti, csrf = payload["name"], payload["jti"], payload.get("csrf")
+    family = payload.get("fam")
     if not (isinstance(name, str) and name and name == payload["sub"]):
         raise TokenInvalid("the token's subject is not valid")
     if not (isinstance(jti, str) and jti):
         raise TokenInvalid("the token's id is not valid")
+    if family is not None and not (isinstance(family, str) and FAMILY_ID.fullmatch(family)):
+        raise TokenInvalid("the token's family is not valid")
     return TokenClaims(
         name=name,
         jti=jti,
@@ -189,6 +210,7 @@ def _claims(payload: dict[str, object]) -> TokenClaims:
         generation=_int_claim(payload, "gen"),
         csrf=csrf if isinstance(csrf, str) and csrf else None,
         not_before=_int_claim(payload, "nbf") if "nbf" in payload else None,
+        family=family,
     )
 
 
@@ -197,6 +219,67 @@ def _int_claim(payload: dict[str, object], key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TokenInvalid(f"the token's {key} claim is not an integer")
     return value
+
+
+# A family id: 128 random bits, base64url. A refresh token: `<name>.<family id>.<secret>`, the
+# name base64url-encoded (it routes the token to its user's keys) and a 256-bit random secret,
+# of which Redis keeps only the SHA-256.
+FAMILY_ID_BYTES = 16
+REFRESH_SECRET_BYTES = 32
+MAX_REFRESH_TOKEN_CHARS = 512
+FAMILY_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+_REFRESH_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    """What a refresh token names: its user and family, and the digest of its secret."""
+
+    name: str
+    family: str
+    digest: str
+
+
+def new_family_id() -> str:
+    """A new family id (128 random bits)."""
+    return secrets.token_urlsafe(FAMILY_ID_BYTES)
+
+
+def digest(value: str) -> str:
+    """The SHA-256 of `value`, hex: what Redis keeps of a refresh token's secret or a CSRF
+    value (comparing digests leaks nothing of the values)."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def issue_refresh_token(name: str, family: str) -> tuple[str, RefreshToken]:
+    """A new opaque refresh token of `family`, and what it names."""
+    secret = secrets.token_urlsafe(REFRESH_SECRET_BYTES)
+    encoded = base64.urlsafe_b64encode(name.encode()).decode("ascii").rstrip("=")
+    return f"{encoded}.{family}.{secret}", RefreshToken(name, family, digest(secret))
+
+
+def parse_refresh_token(token: str) -> RefreshToken:
+    """What a refresh token names; TokenInvalid if it is not one (checked before any lookup)."""
+    parts = token.split(".") if len(token) <= MAX_REFRESH_TOKEN_CHARS else []
+    if len(parts) != 3:
+        raise TokenInvalid("the refresh token is not valid")
+    encoded, family, secret = parts
+    if not _BASE64URL.fullmatch(encoded):
+        raise TokenInvalid("the refresh token is not valid")
+    try:
+        name = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    except ValueError:  # UnicodeDecodeError and binascii.Error among them
+        raise TokenInvalid("the refresh token is not valid") from None
+    if not (
+        name
+        and name.isprintable()
+        and not set(name) & set("{}:*")  # never a key's hash tag or separator
+        and FAMILY_ID.fullmatch(family)
+        and _REFRESH_SECRET.fullmatch(secret)
+    ):
+        raise TokenInvalid("the refresh token is not valid")
+    return RefreshToken(name, family, digest(secret))
 
 
 class TokenVerifier:

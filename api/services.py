@@ -15,7 +15,7 @@ from api.settings import Settings
 from storage.connection import Client, Monitor
 from storage.messages import MessageStore
 from storage.pipeline import AutoPipeline, auto_pipeline
-from storage.sessions import SessionStore
+from storage.sessions import Lifetimes, SessionStore
 from storage.store import Health
 from storage.throttle import Limits, Throttle
 from storage.users import UserStore
@@ -74,7 +74,16 @@ class Services:
             redis=redis,
             pipeline=pipeline,
             users=UserStore(redis, monitor, pipeline, throttle=throttle),
-            sessions=SessionStore(redis, monitor, pipeline),
+            sessions=SessionStore(
+                redis,
+                monitor,
+                pipeline,
+                lifetimes=Lifetimes(
+                    refresh=settings.refresh_ttl_seconds,
+                    family=settings.refresh_max_age_seconds,
+                    access=settings.jwt_ttl_seconds + settings.jwt_leeway_seconds,
+                ),
+            ),
             messages=MessageStore(
                 redis,
                 history_limit=settings.message_history_limit,

@@ -42,6 +42,8 @@ class Settings:
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_ttl_seconds: int = 10800
     jwt_leeway_seconds: int = 10
+    refresh_ttl_seconds: int = 2592000
+    refresh_max_age_seconds: int = 7776000
     bcrypt_rounds: int = 12
     message_history_limit: int = 1000
     message_max_chars: int = 4096
@@ -73,6 +75,12 @@ class Settings:
         _check(self.workers >= 1, "WORKERS", "must be at least 1")
         _check(self.jwt_ttl_seconds >= 60, "JWT_TTL_SECONDS", "must be at least 60")
         _check(0 <= self.jwt_leeway_seconds <= 30, "JWT_LEEWAY_SECONDS", "must be 0 to 30")
+        _check(self.refresh_ttl_seconds >= 60, "REFRESH_TTL_SECONDS", "must be at least 60")
+        _check(
+            self.refresh_max_age_seconds >= self.refresh_ttl_seconds,
+            "REFRESH_MAX_AGE_SECONDS",
+            "must be at least REFRESH_TTL_SECONDS",
+        )
         _check(4 <= self.bcrypt_rounds <= 31, "BCRYPT_ROUNDS", "must be between 4 and 31")
         _check(self.message_history_limit >= 1, "MESSAGE_HISTORY_LIMIT", "must be at least 1")
         _check(self.message_max_chars >= 1, "MESSAGE_MAX_CHARS", "must be at least 1")
@@ -304,6 +312,8 @@ CASTERS: dict[str, Callable[[str, str], Any]] = {
     "jwt_secret": _text,
     "jwt_ttl_seconds": _int,
     "jwt_leeway_seconds": _int,
+    "refresh_ttl_seconds": _int,
+    "refresh_max_age_seconds": _int,
     "bcrypt_rounds": _int,
     "message_history_limit": _int,
     "message_max_chars": _int,

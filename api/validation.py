@@ -11,6 +11,7 @@ import orjson
 
 from api.context import ApiRequest
 from api.errors import ApiError, ErrorCode, ValidationError
+from api.security import FAMILY_ID
 
 NAME_MAX_CHARS = 64
 NAME_RULE = (
@@ -123,14 +124,37 @@ def optional_name(data: dict[str, Any]) -> str | None:
     return unicodedata.normalize("NFC", _string(data, "name"))
 
 
-def password(data: dict[str, Any]) -> str:
-    """The password: 8-1024 characters."""
-    value = _string(data, "password")
+def password(data: dict[str, Any], field: str = "password") -> str:
+    """A password: 8-1024 characters."""
+    value = _string(data, field)
     if not PASSWORD_MIN_CHARS <= len(value) <= PASSWORD_MAX_CHARS:
         raise ValidationError(
-            "password", f"must be {PASSWORD_MIN_CHARS}-{PASSWORD_MAX_CHARS} characters"
+            field, f"must be {PASSWORD_MIN_CHARS}-{PASSWORD_MAX_CHARS} characters"
         )
     return value
+
+
+def flag(data: dict[str, Any], field: str) -> bool:
+    """An optional boolean field, False when absent."""
+    value = data.get(field, False)
+    if not isinstance(value, bool):
+        raise ValidationError(field, "must be true or false")
+    return value
+
+
+def optional_string(data: dict[str, Any], field: str) -> str | None:
+    """An optional string field, None when absent."""
+    return _string(data, field) if field in data else None
+
+
+def optional_object(request: ApiRequest) -> dict[str, Any]:
+    """The body as a JSON object, or an empty one when there is no body."""
+    return json_object(request) if request.body else {}
+
+
+def family_id(value: str) -> str | None:
+    """A session id from a path, None unless it has the form of one (22 base64url characters)."""
+    return value if FAMILY_ID.fullmatch(value) else None
 
 
 def text(data: dict[str, Any], max_chars: int) -> str:

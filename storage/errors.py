@@ -24,7 +24,7 @@ class SessionInvalid(StorageError):
 
 
 class SessionRevoked(SessionInvalid):
-    """This very token was revoked by a logout."""
+    """This very token was revoked by a logout, or its family ended."""
 
 
 class SessionEnded(SessionInvalid):
@@ -33,6 +33,22 @@ class SessionEnded(SessionInvalid):
 
 class UnknownUser(SessionInvalid):
     """The token names a user that does not exist (any more)."""
+
+
+class RefreshInvalid(StorageError):
+    """The refresh token is unknown, expired, or of a family that has ended."""
+
+
+class RefreshReused(StorageError):
+    """The refresh token was used before: its whole family has just been ended."""
+
+
+class RefreshCsrfFailed(StorageError):
+    """A refresh token sent as a cookie came without its family's CSRF value."""
+
+
+class NoSuchFamily(StorageError):
+    """No live session of the user has this id."""
 
 
 class RateLimited(StorageError):

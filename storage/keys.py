@@ -19,8 +19,36 @@ def messages(name: str) -> str:
 
 
 def revoked(name: str, jti: str) -> str:
-    """Marker of one revoked token (by its `jti`), expiring when the token would have."""
+    """Marker of one revoked token (by its `jti`), expiring when the token would have: for tokens
+    issued before families existed (a newer token is revoked by ending its family)."""
     return f"revoked:{{{name}}}:{jti}"
+
+
+def family(name: str, family_id: str) -> str:
+    """Hash of one login's session, its *family* of tokens: when it began and was last used,
+    the client, and the hashes of its current refresh token and CSRF value."""
+    return f"{family_prefix(name)}{family_id}"
+
+
+def family_prefix(name: str) -> str:
+    """What every family key of the user starts with (scripts append the family id to it)."""
+    return f"family:{{{name}}}:"
+
+
+def families(name: str) -> str:
+    """Sorted set of the user's family ids, scored by when each family's key expires."""
+    return f"families:{{{name}}}"
+
+
+def used_refresh_tokens(name: str, family_id: str) -> str:
+    """Sorted set of the hashes of a family's used refresh tokens, scored by when each was used:
+    presenting one again is reuse."""
+    return f"{used_prefix(name)}{family_id}"
+
+
+def used_prefix(name: str) -> str:
+    """What every used-refresh-token key of the user starts with."""
+    return f"refresh-used:{{{name}}}:"
 
 
 def login_failures(name: str) -> str:

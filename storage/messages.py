@@ -9,7 +9,7 @@ from storage.clock import SecondClock
 from storage.connection import Client, Monitor
 from storage.models import Message, Session
 from storage.pipeline import AutoPipeline
-from storage.sessions import raise_for_status, session_keys
+from storage.sessions import raise_for_status, session_args, session_keys
 from storage.store import Store, translate_errors
 
 
@@ -38,7 +38,7 @@ class MessageStore(Store):
         raise_for_status(
             await self._append(
                 keys=session_keys(session, keys.messages(session.name)),
-                args=[session.generation, element, self._history_limit],
+                args=session_args(session, element, self._history_limit),
             )
         )
         return message
@@ -50,9 +50,14 @@ class MessageStore(Store):
         reply = raise_for_status(
             await self._last(
                 keys=session_keys(session, keys.messages(session.name)),
-                args=[session.generation, count],
+                args=session_args(session, count),
             )
         )
-        # One parse for the whole list: the elements are JSON objects, so joined they are an array.
-        history = orjson.loads(f"[{','.join(reply[1])}]")
-        return [Message(element["text"], element["sent_at"]) for element in history]
+        return decode_messages(reply[1])
+
+
+def decode_messages(elements: list[str]) -> list[Message]:
+    """The stored elements as Messages, in their order."""
+    # One parse for the whole list: the elements are JSON objects, so joined they are an array.
+    history = orjson.loads(f"[{','.join(elements)}]")
+    return [Message(element["text"], element["sent_at"]) for element in history]

@@ -7,11 +7,59 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """What the store needs to know of a verified token to check that it is still valid."""
+    """What the store needs to know of a verified token to check that it is still valid: its
+    user, id, session generation and family (None for a token issued before families)."""
 
     name: str
     jti: str
     generation: int
+    family: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewFamily:
+    """A family about to begin, as a login, refresh or password change makes it: its id, the
+    client, digests of its refresh token (empty when it has none) and CSRF value, and times
+    (seconds since the epoch): when its refresh token and the family itself end, and when its
+    key may go (after the last token issued from it has expired)."""
+
+    id: str
+    user_agent: str
+    refresh_digest: str
+    csrf_digest: str
+    now: int
+    refresh_expires: int
+    deadline: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyInfo:
+    """One live family (a session) as the user may see it."""
+
+    id: str
+    created_at: str
+    last_used_at: str
+    user_agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """A refresh that went through: the family's session generation and when the new refresh
+    token expires."""
+
+    generation: int
+    refresh_expires: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountData:
+    """Everything kept about a user: when the account was created, its messages (newest first)
+    and its live families."""
+
+    created_at: str
+    messages: list[Message]
+    families: list[FamilyInfo]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,13 @@
 """Lua scripts: every multi-step write, and every action that must see a valid session first.
 
-Session scripts take KEYS[1] = the user hash, KEYS[2] = the token's revocation marker and
-ARGV[1] = the token's session generation. They answer `{status, ...}` where status is one of the
-SESSION_* codes below; the action runs only when the session is valid, in the same round trip.
+Session scripts take KEYS[1] = the user hash and KEYS[2] = the token's session key, ARGV[1] = the
+token's session generation and ARGV[2] = what KEYS[2] is: `family` (the token's family, which must
+exist) or `marker` (the revocation marker of a token issued before families, which must not).
+They answer `{status, ...}` where status is one of the SESSION_* codes below; the action runs only
+when the session is valid, in the same round trip. The action's own KEYS and ARGV come after.
+
+Keys that scripts build themselves (a family's, from its id) start with a prefix that
+storage.keys made and the caller passed: they share KEYS[1]'s hash tag, so the same cluster slot.
 """
 
 from __future__ import annotations
@@ -11,12 +16,51 @@ SESSION_OK = 0
 SESSION_REVOKED = 1
 SESSION_ENDED = 2
 SESSION_UNKNOWN_USER = 3
+SESSION_KINDS = ("family", "marker")
 
 _SESSION_PRELUDE = """
 local generation = redis.call('HGET', KEYS[1], 'generation')
 if not generation then return {3} end
 if generation ~= ARGV[1] then return {2} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end
+if (redis.call('EXISTS', KEYS[2]) == 1) ~= (ARGV[2] == 'family') then return {1} end
+"""
+
+# Families: the Lua functions the family scripts share.
+_FAMILIES = """
+local function index_add(index, expires_at, id, now)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now)
+  redis.call('ZADD', index, expires_at, id)
+  local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  redis.call('EXPIREAT', index, last[2])
+end
+local function end_family(family, used, index, id)
+  redis.call('DEL', family, used)
+  redis.call('ZREM', index, id)
+end
+local function end_families(index, family_prefix, used_prefix)
+  for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    redis.call('DEL', family_prefix .. id, used_prefix .. id)
+  end
+  redis.call('DEL', index)
+end
+-- fields: created_at, user_agent, refresh digest, refresh expiry, deadline, csrf digest
+local function start_family(family, index, id, generation, expires_at, now, fields)
+  redis.call('HSET', family, 'generation', generation, 'created_at', fields[1],
+    'last_used_at', fields[1], 'user_agent', fields[2], 'refresh', fields[3],
+    'refresh_expires', fields[4], 'deadline', fields[5], 'csrf', fields[6])
+  redis.call('EXPIREAT', family, expires_at)
+  index_add(index, expires_at, id, now)
+end
+local function list_families(index, family_prefix, generation, now)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now)
+  local found = {}
+  for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    local f = redis.call('HMGET', family_prefix .. id,
+      'generation', 'created_at', 'last_used_at', 'user_agent')
+    if f[1] == generation then table.insert(found, {id, f[2], f[3], f[4]}) end
+  end
+  return found
+end
 """
 
 # ARGV[1] = password hash, ARGV[2] = creation time, ARGV[3] = the first session generation: random,
@@ -39,30 +83,175 @@ return 1
 
 CHECK_SESSION = _SESSION_PRELUDE + "return {0}"
 
-# KEYS[3] = messages list; ARGV[2] = encoded message, ARGV[3] = history cap.
+# KEYS[3] = messages list; ARGV[3] = encoded message, ARGV[4] = history cap.
 APPEND_MESSAGE = (
     _SESSION_PRELUDE
     + """
-redis.call('LPUSH', KEYS[3], ARGV[2])
-redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[3]) - 1)
+redis.call('LPUSH', KEYS[3], ARGV[3])
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
 return {0}
 """
 )
 
-# KEYS[3] = messages list; ARGV[2] = how many, newest first.
+# KEYS[3] = messages list; ARGV[3] = how many, newest first.
 LAST_MESSAGES = (
     _SESSION_PRELUDE
     + """
-return {0, redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[2]) - 1)}
+return {0, redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1)}
 """
 )
 
-# Ends every session of the user issued until now (log out everywhere).
+# Ends every session of the user issued until now, and every family (log out everywhere).
+# KEYS[3] = families index; ARGV[3] = family key prefix, ARGV[4] = used-tokens key prefix.
 END_SESSIONS = (
-    _SESSION_PRELUDE
+    _FAMILIES
+    + _SESSION_PRELUDE
     + """
 redis.call('HINCRBY', KEYS[1], 'generation', 1)
+end_families(KEYS[3], ARGV[3], ARGV[4])
 return {0}
+"""
+)
+
+# A login's family. KEYS[1] = user, KEYS[2] = family, KEYS[3] = families index; ARGV[1] = family
+# id, ARGV[2] = the generation the login read, ARGV[3] = when the key expires, ARGV[4] = now,
+# ARGV[5..10] = the fields of start_family. 0 if the account changed since the login read it.
+START_FAMILY = (
+    _FAMILIES
+    + """
+if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[2] then return 0 end
+start_family(KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], {unpack(ARGV, 5, 10)})
+return 1
+"""
+)
+
+REFRESH_OK = 0
+REFRESH_INVALID = 1
+REFRESH_REUSED = 2
+REFRESH_CSRF_FAILED = 3
+
+# Rotation with reuse detection (RFC 9700 4.14.2). KEYS[1] = user, KEYS[2] = family, KEYS[3] =
+# its used tokens, KEYS[4] = families index; ARGV[1] = digest of the presented refresh token,
+# ARGV[2] = digest of the X-CSRF-Token sent with a cookie ('' for a token sent in the body),
+# ARGV[3] = now, ARGV[4] = family id, ARGV[5] = digest of the next refresh token, ARGV[6] = digest
+# of the next CSRF value, ARGV[7] = refresh token lifetime, ARGV[8] = access token lifetime plus
+# leeway, ARGV[9] = now as text, ARGV[10] = used tokens kept.
+# {REFRESH_OK, generation, refresh expiry} or {status}: a used token ends the family.
+REFRESH = (
+    _FAMILIES
+    + """
+local f = redis.call('HMGET', KEYS[2], 'generation', 'refresh', 'refresh_expires', 'csrf',
+  'deadline')
+if not f[1] then return {1} end
+local now = tonumber(ARGV[3])
+if redis.call('HGET', KEYS[1], 'generation') ~= f[1] then
+  end_family(KEYS[2], KEYS[3], KEYS[4], ARGV[4])
+  return {1}
+end
+if ARGV[2] ~= '' and ARGV[2] ~= f[4] then return {3} end
+if ARGV[1] ~= f[2] then
+  if redis.call('ZSCORE', KEYS[3], ARGV[1]) then
+    end_family(KEYS[2], KEYS[3], KEYS[4], ARGV[4])
+    return {2}
+  end
+  return {1}
+end
+local refresh_expires = math.min(now + tonumber(ARGV[7]), tonumber(f[5]))
+if tonumber(f[3]) <= now or refresh_expires <= now then return {1} end
+local expires_at = math.max(refresh_expires, now + tonumber(ARGV[8]))
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[7]))
+local surplus = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[10])
+if surplus > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, surplus - 1) end
+redis.call('HSET', KEYS[2], 'refresh', ARGV[5], 'refresh_expires', refresh_expires,
+  'csrf', ARGV[6], 'last_used_at', ARGV[9])
+redis.call('EXPIREAT', KEYS[2], expires_at)
+redis.call('EXPIREAT', KEYS[3], expires_at)
+index_add(KEYS[4], expires_at, ARGV[4], now)
+return {0, f[1], refresh_expires}
+"""
+)
+
+# Ends a family. KEYS[1] = family, KEYS[2] = its used tokens, KEYS[3] = families index; ARGV[1] =
+# family id, ARGV[2] = digest of a refresh token of the family ('' to end it unconditionally).
+# 1 if it was ended; with a digest, only if it is the family's current or a used token.
+END_FAMILY = (
+    _FAMILIES
+    + """
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'refresh') ~= ARGV[2]
+    and not redis.call('ZSCORE', KEYS[2], ARGV[2]) then
+  return 0
+end
+local existed = redis.call('EXISTS', KEYS[1])
+end_family(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+return existed
+"""
+)
+
+# One of the caller's sessions, ended by id. KEYS[3] = that family, KEYS[4] = its used tokens,
+# KEYS[5] = families index; ARGV[3] = its id. {0, 1} if it was live, {0, 0} if not.
+END_OWN_FAMILY = (
+    _FAMILIES
+    + _SESSION_PRELUDE
+    + """
+if redis.call('EXISTS', KEYS[3]) == 0 then return {0, 0} end
+end_family(KEYS[3], KEYS[4], KEYS[5], ARGV[3])
+return {0, 1}
+"""
+)
+
+# KEYS[3] = families index; ARGV[3] = now, ARGV[4] = family key prefix.
+# {0, {{id, created_at, last_used_at, user_agent}, ...}} for the live families.
+LIST_FAMILIES = (
+    _FAMILIES
+    + _SESSION_PRELUDE
+    + """
+return {0, list_families(KEYS[3], ARGV[4], generation, ARGV[3])}
+"""
+)
+
+# Everything kept about the user. KEYS[3] = messages, KEYS[4] = families index; ARGV[3] = now,
+# ARGV[4] = family key prefix. {0, created_at, messages newest first, families}.
+EXPORT = (
+    _FAMILIES
+    + _SESSION_PRELUDE
+    + """
+return {0, redis.call('HGET', KEYS[1], 'created_at'), redis.call('LRANGE', KEYS[3], 0, -1),
+  list_families(KEYS[4], ARGV[4], generation, ARGV[3])}
+"""
+)
+
+# A new password: every session and family ends and one new family begins. KEYS[3] = families
+# index, KEYS[4] = the new family; ARGV[3] = new hash, ARGV[4] = family key prefix, ARGV[5] =
+# used-tokens key prefix, ARGV[6] = new family id, ARGV[7] = when it expires, ARGV[8] = now,
+# ARGV[9..14] = the fields of start_family. {0, the new generation, the old hash}.
+CHANGE_PASSWORD = (
+    _FAMILIES
+    + _SESSION_PRELUDE
+    + """
+local old = redis.call('HGET', KEYS[1], 'password_hash')
+redis.call('HSET', KEYS[1], 'password_hash', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'generation', 1)
+-- As stored: a Lua number that large could be written back in exponent notation.
+local next_generation = redis.call('HGET', KEYS[1], 'generation')
+end_families(KEYS[3], ARGV[4], ARGV[5])
+start_family(KEYS[4], KEYS[3], ARGV[6], next_generation, ARGV[7], ARGV[8],
+  {unpack(ARGV, 9, 14)})
+return {0, next_generation, old}
+"""
+)
+
+# The account and everything of it, at once. KEYS[3] = messages, KEYS[4] = families index,
+# KEYS[5] = the account's failed-login counter; ARGV[3] = family key prefix, ARGV[4] = used-tokens
+# key prefix. {0, the deleted password hash}.
+DELETE_USER = (
+    _FAMILIES
+    + _SESSION_PRELUDE
+    + """
+local hash = redis.call('HGET', KEYS[1], 'password_hash')
+end_families(KEYS[4], ARGV[3], ARGV[4])
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[5])
+return {0, hash}
 """
 )
 

@@ -1,25 +1,63 @@
-"""Sessions: checking that a token is still valid, and revoking it."""
+"""Sessions: checking that a token is still valid, revoking it, and families of tokens.
+
+A login begins a *family*: every access token it issues carries the family's id, and so does its
+refresh token, if it asked for one. A family lives in `family:{<name>}:<id>` until its last token
+expires; ending it (logout, `DELETE /sessions/{id}/`, a reused refresh token) ends every token
+of it at once, since every authenticated request checks that its family exists in the same
+round trip as its own work.
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from storage import keys, scripts
-from storage.connection import bounded
-from storage.errors import SessionEnded, SessionRevoked, UnknownUser
-from storage.models import Session
+from storage.connection import Client, Monitor, bounded
+from storage.errors import (
+    NoSuchFamily,
+    RefreshCsrfFailed,
+    RefreshInvalid,
+    RefreshReused,
+    SessionEnded,
+    SessionRevoked,
+    UnknownUser,
+)
+from storage.models import FamilyInfo, NewFamily, Rotation, Session
+from storage.pipeline import AutoPipeline
 from storage.store import Store, translate_errors
+
+# A family keeps the digests of its used refresh tokens (to recognise one presented again) for
+# the refresh token lifetime, and at most this many of them.
+USED_TOKENS_KEPT = 1000
+USER_AGENT_MAX_CHARS = 200
 
 _ERRORS = {
     scripts.SESSION_REVOKED: SessionRevoked,
     scripts.SESSION_ENDED: SessionEnded,
     scripts.SESSION_UNKNOWN_USER: UnknownUser,
 }
+_REFRESH_ERRORS = {
+    scripts.REFRESH_INVALID: RefreshInvalid,
+    scripts.REFRESH_REUSED: RefreshReused,
+    scripts.REFRESH_CSRF_FAILED: RefreshCsrfFailed,
+}
 
 
 def session_keys(session: Session, *extra: str) -> list[str]:
-    """KEYS for a session script: the user hash, the revocation marker, then `extra`."""
-    return [keys.user(session.name), keys.revoked(session.name, session.jti), *extra]
+    """KEYS for a session script: the user hash, the token's session key, then `extra`."""
+    if session.family is not None:
+        token_key = keys.family(session.name, session.family)
+    else:
+        token_key = keys.revoked(session.name, session.jti)
+    return [keys.user(session.name), token_key, *extra]
+
+
+def session_args(session: Session, *extra: Any) -> list[Any]:
+    """ARGV for a session script: the generation, what the session key is, then `extra`."""
+    kind = scripts.SESSION_KINDS[0] if session.family is not None else scripts.SESSION_KINDS[1]
+    return [session.generation, kind, *extra]
 
 
 def raise_for_status(reply: list[Any]) -> list[Any]:
@@ -30,27 +68,206 @@ def raise_for_status(reply: list[Any]) -> list[Any]:
     return reply
 
 
+@dataclass(frozen=True, slots=True)
+class Lifetimes:
+    """How long things live, in seconds: a refresh token from its issue, a family from its
+    login, and an access token (with the leeway its expiry is checked with)."""
+
+    refresh: int
+    family: int
+    access: int
+
+
+# The settings' defaults: 30 days, 90 days, 3 hours and 10 seconds.
+DEFAULT_LIFETIMES = Lifetimes(refresh=30 * 86400, family=90 * 86400, access=3 * 3600 + 10)
+
+
+def utc_iso(seconds: int) -> str:
+    """A time in seconds since the epoch as ISO 8601 UTC: `2026-11-28T13:45:01Z`."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def family_args(family: NewFamily) -> list[Any]:
+    """The id, key expiry, time and fields of a new family, as the family scripts take them."""
+    return [
+        family.id,
+        family.expires_at,
+        family.now,
+        utc_iso(family.now),
+        family.user_agent,
+        family.refresh_digest,
+        family.refresh_expires,
+        family.deadline,
+        family.csrf_digest,
+    ]
+
+
+def families_of(rows: list[Any]) -> list[FamilyInfo]:
+    """The FamilyInfo of the rows the family scripts list, newest first."""
+    found = [FamilyInfo(str(i), str(c), str(u), str(a)) for i, c, u, a in rows]
+    return sorted(found, key=lambda family: family.created_at, reverse=True)
+
+
 class SessionStore(Store):
-    """Revocation markers `revoked:{<name>}:<jti>` and the per-user session generation."""
+    """Families `family:{<name>}:<id>`, their index `families:{<name>}`, their used refresh
+    tokens, the per-user session generation, and the revocation markers of older tokens."""
+
+    def __init__(
+        self,
+        client: Client,
+        monitor: Monitor | None = None,
+        pipeline: AutoPipeline | None = None,
+        *,
+        lifetimes: Lifetimes | None = None,
+    ) -> None:
+        self.lifetimes = lifetimes or DEFAULT_LIFETIMES
+        super().__init__(client, monitor, pipeline)
 
     def _setup(self) -> None:
         self._check = self._script(scripts.CHECK_SESSION)
         self._end_all = self._script(scripts.END_SESSIONS)
+        self._start = self._script(scripts.START_FAMILY)
+        self._refresh = self._script(scripts.REFRESH)
+        self._end_family = self._script(scripts.END_FAMILY)
+        self._end_own = self._script(scripts.END_OWN_FAMILY)
+        self._list = self._script(scripts.LIST_FAMILIES)
+
+    def plan(
+        self,
+        family_id: str,
+        *,
+        user_agent: str,
+        refresh_digest: str,
+        csrf_digest: str,
+        now: int | None = None,
+    ) -> NewFamily:
+        """A family about to begin now, with a refresh token if `refresh_digest` is set."""
+        now = int(time.time()) if now is None else now
+        life = self.lifetimes
+        refresh_expires = now + life.refresh if refresh_digest else 0
+        return NewFamily(
+            id=family_id,
+            user_agent=user_agent[:USER_AGENT_MAX_CHARS],
+            refresh_digest=refresh_digest,
+            csrf_digest=csrf_digest,
+            now=now,
+            refresh_expires=refresh_expires,
+            deadline=now + life.family,
+            expires_at=max(refresh_expires, now + life.access),
+        )
 
     @translate_errors
     async def check(self, session: Session) -> None:
         """Raise a SessionInvalid subclass unless the session is still valid."""
-        raise_for_status(await self._check(keys=session_keys(session), args=[session.generation]))
+        raise_for_status(await self._check(keys=session_keys(session), args=session_args(session)))
+
+    @translate_errors
+    async def begin(self, name: str, generation: int, family: NewFamily) -> bool:
+        """Begin a login's family; False if the account changed since the login read it."""
+        started = await self._start(
+            keys=[keys.user(name), keys.family(name, family.id), keys.families(name)],
+            args=[family.id, generation, *family_args(family)[1:]],
+        )
+        return bool(started)
+
+    @translate_errors
+    async def rotate(
+        self, name: str, family_id: str, presented: str, csrf_digest: str, next_: NewFamily
+    ) -> Rotation:
+        """Use up the refresh token whose secret has digest `presented` for the next one of
+        `next_`; raise RefreshInvalid, RefreshReused (the family is ended) or RefreshCsrfFailed.
+
+        `csrf_digest` is the digest of the X-CSRF-Token sent with a cookie, '' for a token sent
+        in the body.
+        """
+        reply = await self._refresh(
+            keys=[
+                keys.user(name),
+                keys.family(name, family_id),
+                keys.used_refresh_tokens(name, family_id),
+                keys.families(name),
+            ],
+            args=[
+                presented,
+                csrf_digest,
+                next_.now,
+                family_id,
+                next_.refresh_digest,
+                next_.csrf_digest,
+                self.lifetimes.refresh,
+                self.lifetimes.access,
+                utc_iso(next_.now),
+                USED_TOKENS_KEPT,
+            ],
+        )
+        status = int(reply[0])
+        if status != scripts.REFRESH_OK:
+            raise _REFRESH_ERRORS[status]()
+        return Rotation(generation=int(reply[1]), refresh_expires=int(reply[2]))
+
+    @translate_errors
+    async def end_family(self, name: str, family_id: str, presented: str = "") -> bool:
+        """End a family: any with `presented` empty (its access token was verified), else only
+        if `presented` is the digest of its current or a used refresh token. True if it ended."""
+        ended = await self._end_family(
+            keys=[
+                keys.family(name, family_id),
+                keys.used_refresh_tokens(name, family_id),
+                keys.families(name),
+            ],
+            args=[family_id, presented],
+        )
+        return bool(ended)
+
+    @translate_errors
+    async def end_own(self, session: Session, family_id: str) -> None:
+        """End one of the session user's families by id; raise NoSuchFamily if none is live."""
+        name = session.name
+        reply = raise_for_status(
+            await self._end_own(
+                keys=session_keys(
+                    session,
+                    keys.family(name, family_id),
+                    keys.used_refresh_tokens(name, family_id),
+                    keys.families(name),
+                ),
+                args=session_args(session, family_id),
+            )
+        )
+        if not int(reply[1]):
+            raise NoSuchFamily(family_id)
+
+    @translate_errors
+    async def families(self, session: Session) -> list[FamilyInfo]:
+        """The session user's live families, newest first."""
+        name = session.name
+        reply = raise_for_status(
+            await self._list(
+                keys=session_keys(session, keys.families(name)),
+                args=session_args(session, int(time.time()), keys.family_prefix(name)),
+            )
+        )
+        return families_of(reply[1])
 
     @translate_errors
     async def revoke(self, session: Session, ttl_seconds: int) -> None:
-        """Mark the session's token revoked for `ttl_seconds` (its remaining life plus leeway)."""
-        if ttl_seconds > 0:
+        """End the session's family, or mark a token of before families revoked for
+        `ttl_seconds` (its remaining life plus leeway)."""
+        if session.family is not None:
+            await self.end_family(session.name, session.family)
+        elif ttl_seconds > 0:
             await bounded(
                 self._client.set(keys.revoked(session.name, session.jti), "1", ex=ttl_seconds)
             )
 
     @translate_errors
     async def end_all(self, session: Session) -> None:
-        """If the session is valid, invalidate every token of its user issued until now."""
-        raise_for_status(await self._end_all(keys=session_keys(session), args=[session.generation]))
+        """If the session is valid, invalidate every token of its user issued until now and end
+        every family."""
+        name = session.name
+        raise_for_status(
+            await self._end_all(
+                keys=session_keys(session, keys.families(name)),
+                args=session_args(session, keys.family_prefix(name), keys.used_prefix(name)),
+            )
+        )

@@ -12,8 +12,16 @@ import redis.exceptions as rex
 from storage import keys, scripts
 from storage.connection import Client, Monitor, create_redis
 from storage.errors import NameTaken, StorageUnavailable
-from storage.models import LoginState
+from storage.messages import decode_messages
+from storage.models import AccountData, LoginState, NewFamily, Session
 from storage.pipeline import AutoPipeline
+from storage.sessions import (
+    families_of,
+    family_args,
+    raise_for_status,
+    session_args,
+    session_keys,
+)
 from storage.store import Store, translate_errors
 from storage.throttle import Throttle, Window
 
@@ -39,6 +47,9 @@ class UserStore(Store):
         self._replace_hash = self._script(scripts.REPLACE_HASH)
         self._read_costs = self._script(scripts.READ_COSTS)
         self._count_costs = self._script(scripts.COUNT_COSTS)
+        self._change_password = self._script(scripts.CHANGE_PASSWORD)
+        self._delete = self._script(scripts.DELETE_USER)
+        self._export = self._script(scripts.EXPORT)
 
     @translate_errors
     async def create_user(self, name: str, password_hash: str, cost: int) -> None:
@@ -85,6 +96,59 @@ class UserStore(Store):
         if rehash is not None:
             calls.append(self._rehash(name, *rehash))
         await asyncio.gather(*calls)
+
+    @translate_errors
+    async def change_password(
+        self, session: Session, new_hash: str, costs: tuple[int, int], family: NewFamily
+    ) -> int:
+        """If the session is valid, replace the password hash, end every session and family of
+        the user and begin `family`, atomically; return the new session generation. `costs`:
+        the old and the new hash's bcrypt cost."""
+        name = session.name
+        reply = raise_for_status(
+            await self._change_password(
+                keys=session_keys(session, keys.families(name), keys.family(name, family.id)),
+                args=session_args(
+                    session,
+                    new_hash,
+                    keys.family_prefix(name),
+                    keys.used_prefix(name),
+                    *family_args(family),
+                ),
+            )
+        )
+        old_cost, new_cost = costs
+        if old_cost != new_cost:
+            await self._count_costs(keys=[keys.password_costs()], args=[old_cost, -1, new_cost, 1])
+        return int(reply[1])
+
+    @translate_errors
+    async def delete_user(self, session: Session, cost: int) -> None:
+        """If the session is valid, delete the user with their messages, families and failed
+        login count, atomically (`cost`: their hash's bcrypt cost, no longer counted)."""
+        name = session.name
+        raise_for_status(
+            await self._delete(
+                keys=session_keys(
+                    session, keys.messages(name), keys.families(name), keys.login_failures(name)
+                ),
+                args=session_args(session, keys.family_prefix(name), keys.used_prefix(name)),
+            )
+        )
+        await self._count_costs(keys=[keys.password_costs()], args=[cost, -1])
+
+    @translate_errors
+    async def export(self, session: Session, now: int) -> AccountData:
+        """Everything kept about the session's user, in one round trip."""
+        name = session.name
+        reply = raise_for_status(
+            await self._export(
+                keys=session_keys(session, keys.messages(name), keys.families(name)),
+                args=session_args(session, now, keys.family_prefix(name)),
+            )
+        )
+        _, created_at, messages, families = reply
+        return AccountData(str(created_at), decode_messages(messages), families_of(families))
 
     async def _rehash(self, name: str, old: str, new: str, old_cost: int, new_cost: int) -> None:
         replaced = await self._replace_hash(keys=[keys.user(name)], args=[old, new])

@@ -14,7 +14,7 @@ from api.security import _prehash, cost_of, hash_password
 from api.settings import Settings
 from storage import keys
 from storage.connection import Client
-from tests.conftest import PASSWORD, SECRET, Api, claims_of
+from tests.conftest import PASSWORD, SECRET, Api, claims_of, token_for
 
 TOKEN_TOO_LONG = {
     "error": "invalid_token",
@@ -52,9 +52,14 @@ def test_a_token_meant_to_live_too_long_is_refused(api: Api, exp_offset: int) ->
     assert api.post("/logout/", headers={"token": token}).status == 200
 
 
-def test_a_logout_is_remembered_for_the_tokens_life_at_most(api: Api) -> None:
-    token = api.user("alice")
+def test_a_logout_of_a_token_before_families_is_remembered_for_its_life_at_most(
+    api: Api,
+) -> None:
+    api.signup("alice")
+    token = token_for("alice", generation=api.generation())  # no `fam` claim
+    assert api.get("/me/", headers={"token": token}).status == 200
     assert api.post("/logout/", headers={"token": token}).status == 200
+    assert api.get("/me/", headers={"token": token}).json["error"] == "token_revoked"
     jti = jwt.decode(token, options={"verify_signature": False})["jti"]
 
     async def ttl(client: Client) -> int:

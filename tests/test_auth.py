@@ -60,7 +60,7 @@ def test_token_claims(api: Api) -> None:
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert header["alg"] == "HS256"
-    assert set(claims) == {"sub", "name", "iat", "exp", "jti", "gen", "csrf"}
+    assert set(claims) == {"sub", "name", "iat", "exp", "jti", "gen", "csrf", "fam"}
     assert claims["sub"] == claims["name"] == "alice"
     assert before <= claims["iat"] <= before + 5
     assert claims["exp"] == claims["iat"] + 10800
@@ -153,13 +153,15 @@ def test_logout_revokes_the_token_and_clears_the_cookie(api: Api) -> None:
     cookies = set_cookies(response)
     assert cookies["token"].startswith('token="";')
     assert cookies["csrf_token"].startswith('csrf_token="";')
+    assert cookies["refresh_token"].startswith('refresh_token="";')
+    assert "Path=/token/refresh" in cookies["refresh_token"]
     assert all("Max-Age=0" in cookie for cookie in cookies.values())
     for transport in ({"headers": {"token": token}}, {"cookie": f"token={token}"}):
         revoked = api.get("/me/", **transport)
         assert revoked.status == 401
         assert revoked.json == {
             "error": "token_revoked",
-            "message": "the token has been revoked by a logout",
+            "message": "the token's session has ended",
         }
     assert api.send(token, "after logout").status == 401
 

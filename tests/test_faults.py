@@ -105,6 +105,7 @@ def test_redis_refusing_writes_is_a_503_logged_once(
     service: Service, redis: RedisServer, refusal: str
 ) -> None:
     token = service.user(**CREDENTIALS)
+    spare = service.login(**CREDENTIALS)
     with redis.client() as client:
         for command in REFUSALS[refusal]:
             client.execute_command(*command)
@@ -112,7 +113,6 @@ def test_redis_refusing_writes_is_a_503_logged_once(
         for method, path, body in [
             ("POST", "/message/", {"text": "hi"}),
             ("POST", "/logout/all/", None),
-            ("POST", "/logout/", None),  # never claims success without writing the revocation
             ("POST", "/signup/", {"name": "bob", "password": "password two"}),
             ("POST", "/login/", {"name": "alice", "password": "a wrong password"}),
         ]:
@@ -123,6 +123,15 @@ def test_redis_refusing_writes_is_a_503_logged_once(
         assert service.call("GET", "/healthz")[:2] == (200, {"status": "ok"})
         # Reads need no write: they still work, and do not end the outage.
         assert service.call("GET", "/me/", None, {"token": token})[:2] == (200, {"name": "alice"})
+        # A logout never claims success without ending the session. Ending it deletes keys,
+        # which a Redis whose memory is full still allows; a replica or too few replicas do not.
+        status, reply, _ = service.call("POST", "/logout/", None, {"token": spare})
+        if refusal == "OOM":
+            assert status == 200
+            assert service.call("GET", "/me/", None, {"token": spare})[0] == 401
+        else:
+            assert (status, reply) == (503, UNAVAILABLE)
+            assert service.call("GET", "/me/", None, {"token": spare})[0] == 200
         assert service.call("POST", "/message/", {"text": "hi"}, {"token": token})[0] == 503
         assert "available again" not in service.output
     finally:

@@ -44,10 +44,15 @@ def test_the_try_it_blocks_work_when_pasted() -> None:
         '{"name":"some_name"}',
         '{"2":"some_text","1":"another_text"}',
         '{"messages":[{"text":"another_text","sent_at":"',
-        '{"error":"token_revoked","message":"the token has been revoked by a logout"}',
+        '{"error":"token_revoked","message":"the token\'s session has ended"}',
         '{"status":"logged out everywhere"}',
         'Set-Cookie: token=""; Path=/; Max-Age=0',
         '{"status":"ready"}',
+        '["refresh_token","token"]',
+        '{"error":"token_reused"',
+        '"current":true}',
+        '{"name":"some_name","messages":3}',
+        "204",
     ):
         assert expected in out, expected
     assert out.count('{"status":"Сообщение создано"}') == 3

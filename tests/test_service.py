@@ -26,22 +26,29 @@ def service(redis_server: RedisServer) -> Iterator[Service]:
     running.stop()
 
 
-def test_redis_holds_hashes_capped_lists_and_expiring_revocations(
+def test_redis_holds_hashes_capped_lists_and_expiring_families(
     service: Service, redis_server: RedisServer
 ) -> None:
     token = service.user(**CREDENTIALS)
     for n in range(120):
         assert service.call("POST", "/message/", {"text": f"m{n}"}, {"token": token})[0] == 201
-    assert service.call("POST", "/logout/", headers={"token": token})[0] == 200
 
     redis = redis_server.client()
     assert redis.type("user:{alice}") == "hash"
     assert set(redis.hgetall("user:{alice}")) == {"password_hash", "created_at", "generation"}
     assert redis.type("messages:{alice}") == "list"
     assert redis.llen("messages:{alice}") == 100
-    (revoked,) = redis.keys("revoked:{alice}:*")
-    assert 10800 <= redis.ttl(revoked) <= 10810
+    # The login's family lives as long as its token could (plus the leeway), and so does the
+    # index of the user's families.
+    (family,) = redis.keys("family:{alice}:*")
+    assert 10800 <= redis.ttl(family) <= 10810
+    assert redis.zrange("families:{alice}", 0, -1) == [str(family).rsplit(":", 1)[1]]
+    assert 10800 <= redis.ttl("families:{alice}") <= 10810
     assert not any(token in str(key) for key in redis.keys("*"))
+
+    assert service.call("POST", "/logout/", headers={"token": token})[0] == 200
+    assert redis.keys("family:{alice}:*") == []
+    assert redis.keys("revoked:*") == []  # a family token is revoked by ending its family
 
 
 def test_parallel_messages_are_all_stored(service: Service, redis_server: RedisServer) -> None:

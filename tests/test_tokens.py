@@ -100,7 +100,8 @@ def test_logout_everywhere_ends_every_token_and_a_new_login_works(api: Api) -> N
         assert ended.status == 401
         assert ended.json == {
             "error": "token_revoked",
-            "message": "the user has logged out everywhere since this token was issued",
+            "message": "every session of the user was ended (log out everywhere or a new "
+            "password) since this token was issued",
         }
         assert api.send(token, "after").status == 401
     fresh = api.login("alice")  # in the same second: must work

@@ -149,7 +149,9 @@ def test_unknown_path_is_json_404(api: Api) -> None:
         ("get", "/signup/", {"POST"}),
         ("put", "/message/", {"POST"}),
         ("post", "/messages/", {"GET", "HEAD"}),
-        ("delete", "/me", {"GET", "HEAD"}),
+        ("put", "/me", {"GET", "HEAD", "DELETE"}),
+        ("get", "/password/", {"POST"}),
+        ("post", "/sessions/", {"GET", "HEAD"}),
     ],
 )
 def test_wrong_method_is_json_405_with_allow(

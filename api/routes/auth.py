@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from sanic import Blueprint, HTTPResponse
 
-from api import docs, validation
+from api import docs, issue, validation
 from api.context import ApiRequest
+from api.cookies import REFRESH_COOKIE, clear_cookies
 from api.errors import ApiError, ErrorCode, unauthorized
-from api.guard import (
-    CSRF_COOKIE,
-    TOKEN_COOKIE,
-    authenticated,
-    cookie_token,
-    header_token,
-    session_of,
-)
+from api.guard import authenticated, cookie_token, header_token, session_of
 from api.hashing import HasherBusy
+from api.issue import NO_STORE
 from api.responses import json
-from api.security import TokenError, cost_of, issue_token
+from api.security import TokenError, cost_of, parse_refresh_token
 from api.services import client_address, services
-from api.settings import Settings
-
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 async def signup(request: ApiRequest) -> HTTPResponse:
@@ -38,14 +31,17 @@ async def signup(request: ApiRequest) -> HTTPResponse:
 
 
 async def login(request: ApiRequest) -> HTTPResponse:
-    """Check the credentials and issue a token; the same 401 whether or not the name exists.
+    """Check the credentials and issue a token (and a refresh token if the body asks for one);
+    the same 401 whether or not the name exists.
 
     Every attempt is taken from the account's and the address's windows before the password is
     checked (a full window is a 429, even with the right password); a success gives them back,
-    clearing the account's count, and makes the stored hash anew if it needs it.
+    clearing the account's count, makes the stored hash anew if it needs it, and begins the
+    login's family of tokens.
     """
     data = validation.json_object(request)
     name, password = validation.name(data), validation.password(data)
+    refresh = validation.flag(data, "refresh")
     svc = services(request)
     account, address = svc.limits.login_windows(name, client_address(request))
     state = await svc.users.begin_login(name, account, address)
@@ -64,16 +60,20 @@ async def login(request: ApiRequest) -> HTTPResponse:
             new_hash = await svc.hasher.hash(password)
             old_cost = cost_of(state.password_hash) or svc.hasher.rounds
             rehash = (state.password_hash, new_hash, old_cost, svc.hasher.rounds)
-    await svc.users.finish_login(name, clear=(account,), refund=(address,), rehash=rehash)
-    settings = svc.settings
-    token, claims = issue_token(svc.secret, name, state.generation, settings.jwt_ttl_seconds)
-    response = json({"token": token}, headers=NO_STORE)
-    _set_cookies(response, request, settings, token, claims.csrf or "", settings.jwt_ttl_seconds)
-    return response
+    pending = issue.prepare(svc, request, name, refresh=refresh)
+    _, started = await asyncio.gather(
+        svc.users.finish_login(name, clear=(account,), refund=(address,), rehash=rehash),
+        svc.sessions.begin(name, state.generation, pending.family),
+    )
+    if not started:  # the account was deleted or all its sessions ended meanwhile
+        raise unauthorized(ErrorCode.INVALID_CREDENTIALS, "wrong name or password")
+    return issue.answer(svc, request, pending, name, state.generation)
 
 
 async def logout(request: ApiRequest) -> HTTPResponse:
-    """Revoke every valid token presented (header and cookie) for the rest of its life."""
+    """End the session of every valid token presented (header and cookie) and of the refresh
+    token presented (body field or cookie)."""
+    refresh_token = validation.optional_string(validation.optional_object(request), "refresh_token")
     svc = services(request)
     for token in _presented_tokens(request):
         try:
@@ -82,8 +82,14 @@ async def logout(request: ApiRequest) -> HTTPResponse:
             continue
         await svc.sessions.revoke(session_of(claims), svc.revocation_ttl(claims))
         svc.count("tokens_revoked")
+    refresh_token = refresh_token or request.cookies.get(REFRESH_COOKIE)
+    if refresh_token:
+        with contextlib.suppress(TokenError):  # not a refresh token: nothing to end
+            named = parse_refresh_token(refresh_token)
+            if await svc.sessions.end_family(named.name, named.family, named.digest):
+                svc.count("tokens_revoked")
     response = json({"status": "logged out"}, headers=NO_STORE)
-    _set_cookies(response, request, svc.settings, "", "", 0)
+    clear_cookies(response, request, svc.settings)
     return response
 
 
@@ -94,7 +100,7 @@ async def logout_all(request: ApiRequest) -> HTTPResponse:
     await svc.sessions.end_all(request.ctx.session)
     svc.count("sessions_ended")
     response = json({"status": "logged out everywhere"}, headers=NO_STORE)
-    _set_cookies(response, request, svc.settings, "", "", 0)
+    clear_cookies(response, request, svc.settings)
     return response
 
 
@@ -116,32 +122,6 @@ def _presented_tokens(request: ApiRequest) -> list[str]:
         if token and token not in tokens:
             tokens.append(token)
     return tokens
-
-
-def _set_cookies(
-    response: HTTPResponse,
-    request: ApiRequest,
-    settings: Settings,
-    token: str,
-    csrf: str,
-    max_age: int,
-) -> None:
-    """Set (or, with max_age 0, clear) the HttpOnly token cookie and the script-readable CSRF
-    cookie, with the configured SameSite and Secure flags."""
-    if settings.cookie_secure == "auto":
-        secure = request.scheme == "https"
-    else:
-        secure = settings.cookie_secure == "true"
-    for name, value, httponly in ((TOKEN_COOKIE, token, True), (CSRF_COOKIE, csrf, False)):
-        response.add_cookie(
-            name,
-            value,
-            max_age=max_age,
-            httponly=httponly,
-            samesite=settings.cookie_samesite,
-            secure=secure,
-            path="/",
-        )
 
 
 def blueprint() -> Blueprint:
@@ -176,8 +156,9 @@ def blueprint() -> Blueprint:
             "auth",
             ok=(
                 200,
-                docs.TOKEN_REPLY,
-                "Logged in; also sets the `token` and `csrf_token` cookies.",
+                docs.LOGIN_REPLY,
+                "Logged in; also sets the `token` and `csrf_token` cookies. With `refresh`: "
+                "a `refresh_token` too, also in a cookie sent only to `/token/refresh/`.",
             ),
             errors=(
                 *docs.BODY_ERRORS,
@@ -186,7 +167,7 @@ def blueprint() -> Blueprint:
                 ErrorCode.BUSY,
                 ErrorCode.STORAGE_UNAVAILABLE,
             ),
-            body=docs.CREDENTIALS,
+            body=docs.LOGIN_BODY,
         ),
     )
     docs.add_route(
@@ -195,10 +176,12 @@ def blueprint() -> Blueprint:
         "/logout/",
         logout,
         docs.Doc(
-            "Log out: revoke the presented token and clear the cookies",
+            "Log out: end the session of the presented token and refresh token, clear the cookies",
             "auth",
             ok=(200, docs.STATUS_REPLY, "Logged out (also when no valid token was presented)."),
-            errors=(ErrorCode.UNSUPPORTED_MEDIA_TYPE, ErrorCode.STORAGE_UNAVAILABLE),
+            errors=(*docs.BODY_ERRORS, ErrorCode.STORAGE_UNAVAILABLE),
+            body=docs.LOGOUT_BODY,
+            body_required=False,
         ),
     )
     docs.add_route(
@@ -207,7 +190,7 @@ def blueprint() -> Blueprint:
         "/logout/all/",
         logout_all,
         docs.Doc(
-            "Log out everywhere: end every session of the user issued until now",
+            "Log out everywhere: end every session of the user, refresh tokens included",
             "auth",
             ok=(200, docs.STATUS_REPLY, "Every token of the user issued until now is invalid."),
             errors=(
