@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import threading
 import time
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from scripts.local import free_port
-from tests.conftest import PASSWORD, BrowserPage, Service
+from tests.conftest import PASSWORD, BrowserPage, Service, token_for
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.browser]
 
@@ -23,7 +24,7 @@ SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "client.png"
 def _sign_up_and_log_in(page: Any, origin: str, name: str = "alice") -> None:
     page.goto(origin + "/")
     page.get_by_label("Name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
     page.get_by_label("Signed in as").wait_for()
 
@@ -90,6 +91,77 @@ def test_the_whole_service_in_a_browser(
     assert browser_page.errors == []
 
 
+def test_the_account_screens(browser_page: BrowserPage, service_for_browser: Service) -> None:
+    page = browser_page.page
+    _sign_up_and_log_in(page, browser_page.origin)
+    _send(page, "kept")
+    status, body, _ = service_for_browser.call(
+        "POST", "/login/", {"name": "alice", "password": PASSWORD}, {"User-Agent": "other device"}
+    )
+    assert status == 200
+    other = body["token"]
+    page.reload()
+    sessions = page.get_by_role("list", name="Sessions")
+    sessions.get_by_text("other device").wait_for()
+    assert sessions.locator("li").count() == 2
+    assert sessions.get_by_text("This browser").count() == 1
+
+    # End the other session from here.
+    page.get_by_role("button", name="End session: other device").click()
+    sessions.get_by_text("other device").wait_for(state="detached")
+    assert service_for_browser.call("GET", "/me/", headers={"token": other})[0] == 401
+
+    # Download everything kept.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download my data").click()
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert exported["name"] == "alice"
+    assert [m["text"] for m in exported["messages"]] == ["kept"]
+
+    # Change the password: a wrong current one is said so, the right one works.
+    page.get_by_label("Current password").fill("not the password")
+    page.get_by_label("New password").fill("a new, longer passphrase")
+    page.get_by_role("button", name="Change password").click()
+    page.locator("#change-password-error").get_by_text("The current password is wrong.").wait_for()
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_role("button", name="Change password").click()
+    page.get_by_text("Password changed: every other session has ended.").wait_for()
+    _send(page, "still signed in")
+
+    # Delete the account.
+    page.get_by_label("Your password, to confirm").fill("a new, longer passphrase")
+    page.get_by_role("button", name="Delete my account").click()
+    page.get_by_text("Your account has been deleted.").wait_for()
+    status, _, _ = service_for_browser.call(
+        "POST", "/login/", {"name": "alice", "password": "a new, longer passphrase"}
+    )
+    assert status == 401
+    assert browser_page.blocked == []
+
+
+def test_keep_me_signed_in_renews_an_expired_token(
+    browser_page: BrowserPage, service_for_browser: Service
+) -> None:
+    service_for_browser.call("POST", "/signup/", {"name": "alice", "password": PASSWORD})
+    page = browser_page.page
+    page.goto(browser_page.origin + "/")
+    page.get_by_label("Name").fill("alice")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Keep me signed in").check()
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Signed in as").wait_for()
+    refresh = [c for c in page.context.cookies() if c["name"] == "refresh_token"]
+    assert refresh
+    assert refresh[0]["path"] == "/token/refresh"
+    assert refresh[0]["httpOnly"]
+    # As if the token had expired: a token cookie the service refuses as expired.
+    expired = token_for("alice", ttl=60, now=int(time.time()) - 3600)
+    page.context.add_cookies([{"name": "token", "value": expired, "url": browser_page.origin}])
+    _send(page, "after renewal")
+    page.get_by_role("list", name="History").get_by_text("after renewal").wait_for()
+    assert _token_cookie(page) not in ("", expired)
+
+
 def test_log_out_everywhere_ends_other_sessions(
     browser_page: BrowserPage, service_for_browser: Service
 ) -> None:
@@ -112,11 +184,11 @@ def test_errors_read_as_text_next_to_their_form(
     page = browser_page.page
     page.goto(browser_page.origin + "/")
     page.get_by_label("Name").fill("taken")
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
     alert = page.locator("#credentials-error")
     alert.get_by_text("That name is taken").wait_for()
-    page.get_by_label("Password").fill("not the password")
+    page.get_by_label("Password", exact=True).fill("not the password")
     page.get_by_role("button", name="Log in").click()
     alert.get_by_text("Wrong name or password.").wait_for()
     page.get_by_label("Name").fill("a b")

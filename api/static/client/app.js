@@ -32,7 +32,23 @@ function csrfToken() {
   return "";
 }
 
-async function call(method, path, body) {
+// An expired token is renewed once with the refresh_token cookie (if the login kept one), then
+// the call is made again.
+async function call(method, path, body, renewed = false) {
+  try {
+    return await send(method, path, body);
+  } catch (error) {
+    if (renewed || !(error instanceof ApiError) || error.code !== "token_expired") throw error;
+    try {
+      await send("POST", "/token/refresh/");
+    } catch {
+      throw error;
+    }
+    return call(method, path, body, true);
+  }
+}
+
+async function send(method, path, body) {
   const headers = {};
   if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -80,13 +96,27 @@ function show(signedIn) {
   $("signed-in").hidden = !signedIn;
 }
 
+const ERRORS = [
+  "compose-error",
+  "session-error",
+  "credentials-error",
+  "sessions-error",
+  "change-password-error",
+  "change-password-note",
+  "export-error",
+  "delete-account-error",
+];
+
 function signedOut(note) {
-  for (const id of ["compose-error", "session-error", "credentials-error"]) $(id).textContent = "";
+  for (const id of ERRORS) $(id).textContent = "";
   $("credentials-note").textContent = note || "";
   $("history").replaceChildren();
+  $("sessions").replaceChildren();
   $("answer").replaceChildren();
   $("answer-box").hidden = true;
-  $("password").value = "";
+  for (const id of ["password", "current-password", "new-password", "delete-password"]) {
+    $(id).value = "";
+  }
   show(false);
   $("name").focus();
 }
@@ -124,25 +154,126 @@ async function loadHistory() {
   $("history-empty").hidden = data.messages.length > 0;
 }
 
+function when(iso) {
+  const time = document.createElement("time");
+  time.dateTime = iso;
+  time.textContent = new Date(iso).toLocaleString();
+  return time;
+}
+
+async function loadSessions() {
+  const data = await call("GET", "/sessions/");
+  $("sessions").replaceChildren(
+    ...data.sessions.map((session) => {
+      const item = document.createElement("li");
+      const client = document.createElement("div");
+      client.className = "client";
+      const name = document.createElement("strong");
+      name.textContent = session.user_agent || "Unknown client";
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      if (session.current) meta.append("This browser · ");
+      meta.append("signed in ", when(session.created_at));
+      meta.append(" · last active ", when(session.last_used_at));
+      client.append(name, meta);
+      const end = document.createElement("button");
+      end.type = "button";
+      end.textContent = "End";
+      const which = session.current ? `${name.textContent} (this browser)` : name.textContent;
+      end.setAttribute("aria-label", `End session: ${which}`);
+      end.addEventListener("click", () => endSession(session));
+      item.append(client, end);
+      return item;
+    }),
+  );
+}
+
+async function endSession(session) {
+  await guarded("sessions-error", async () => {
+    await call("DELETE", `/sessions/${encodeURIComponent(session.id)}/`);
+    if (session.current) {
+      signedOut("Session ended.");
+      return;
+    }
+    await loadSessions();
+  });
+}
+
 async function enter() {
   const me = await call("GET", "/me/");
   $("user").textContent = me.name;
   show(true);
-  await loadHistory();
+  await Promise.all([loadHistory(), loadSessions()]);
   $("message").focus();
+}
+
+// A wrong current password is a 403 of its own: the session itself is fine.
+function describePassword(error) {
+  return error.code === "invalid_credentials" ? "The current password is wrong." : describe(error);
+}
+
+async function changePassword(event) {
+  event.preventDefault();
+  $("change-password-note").textContent = "";
+  await guarded("change-password-error", async () => {
+    try {
+      await call("POST", "/password/", {
+        password: $("current-password").value,
+        new_password: $("new-password").value,
+      });
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.code !== "invalid_credentials") throw error;
+      $("change-password-error").textContent = describePassword(error);
+      return;
+    }
+    $("current-password").value = "";
+    $("new-password").value = "";
+    $("change-password-note").textContent = "Password changed: every other session has ended.";
+    await loadSessions();
+  });
+}
+
+async function exportData() {
+  await guarded("export-error", async () => {
+    const data = await call("GET", "/me/export/");
+    const blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = `${data.name}-data.json`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+  });
+}
+
+async function deleteAccount(event) {
+  event.preventDefault();
+  await guarded("delete-account-error", async () => {
+    try {
+      await call("DELETE", "/me/", { password: $("delete-password").value });
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.code !== "invalid_credentials") throw error;
+      $("delete-account-error").textContent = describePassword(error);
+      return;
+    }
+    $("delete-password").value = "";
+    signedOut("Your account has been deleted.");
+  });
 }
 
 async function submitCredentials(event) {
   event.preventDefault();
   const action = event.submitter ? event.submitter.dataset.action : "login";
   const body = { name: $("name").value, password: $("password").value };
+  const login = { ...body, refresh: $("remember").checked };
   const buttons = $("credentials").querySelectorAll("button");
   buttons.forEach((button) => (button.disabled = true));
   $("credentials-error").textContent = "";
   $("credentials-note").textContent = "";
   try {
     if (action === "signup") await call("POST", "/signup/", body);
-    await call("POST", "/login/", body);
+    await call("POST", "/login/", login);
     $("password").value = "";
     await enter();
   } catch (error) {
@@ -194,6 +325,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("compose").addEventListener("submit", submitMessage);
   $("logout").addEventListener("click", () => logout("/logout/"));
   $("logout-all").addEventListener("click", () => logout("/logout/all/"));
+  $("change-password").addEventListener("submit", changePassword);
+  $("export").addEventListener("click", exportData);
+  $("delete-account").addEventListener("submit", deleteAccount);
   if (!csrfToken()) {
     // No session cookie (it lives exactly as long as the token's): nothing to ask the API.
     signedOut("");
