@@ -1,90 +1,76 @@
-"""Script calls auto-pipelined on one connection per process, as ioredis's auto-pipelining does.
+"""Script calls auto-pipelined on one connection per Redis server per process, as ioredis's
+auto-pipelining does.
 
-Every script call made during one event-loop iteration goes out in one write, and the replies of
-all the calls in flight are read by one protocol object and handed back in order. Under load the
-calls of many concurrent requests share a round trip, a syscall and a wake-up: far less client
-time per call than a pooled connection per call (see bench/RESULTS.md).
+Every script call made during one event-loop iteration goes out in one write per server, and
+the replies of all the calls in flight are read in order and handed back. Under load the calls of
+many concurrent requests share a round trip, a syscall and a wake-up: far less client time per
+call than a pooled connection per call (see bench/RESULTS.md).
+
+The connections are redis-py's own (`redis.asyncio.connection.Connection`, built from the
+client's connection options), so the handshake honours everything redis-py does: passwords and
+credential providers, the protocol version, TLS, the database, the client name. On a cluster,
+each call goes to the master of its first key's slot by redis-py's own view of the slot map; a
+call that meets a MOVED, ASK, TRYAGAIN or CLUSTERDOWN reply is run again through redis-py's
+cluster client, which follows the redirection and refreshes the map.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
-import hiredis
 import redis.exceptions as rex
-from redis._parsers import BaseParser
-from redis.asyncio import Redis, RedisCluster
-from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio import RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
-from storage.connection import (
-    CALL_TIMEOUT_SECONDS,
-    SOCKET_TIMEOUT_SECONDS,
-    Client,
-    Monitor,
-    bounded,
-)
+from storage.connection import CALL_TIMEOUT_SECONDS, Client, Monitor, bounded
 
 ScriptCall = Callable[..., Awaitable[Any]]
 # A call in flight: its script (None for a plain command), keys, arguments and the caller's future.
 Call = tuple[AsyncScript | None, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
-
+ConnectionFactory = Callable[[], AbstractConnection]
+# redis-py's connections over a socket (the embedded store's is a subclass: no round trip to save).
 _SOCKET_CLASSES = (Connection, SSLConnection, UnixDomainSocketConnection)
+# Replies of a cluster node that mean "not here, not now": the call did not run and is run again
+# through redis-py's cluster client.
+REDIRECTIONS = (rex.MovedError, rex.AskError, rex.TryAgainError, rex.ClusterDownError)
+# The pipelined connection keeps time itself (one watchdog per connection, not one timer per
+# read or write) and is never retried: a failed call fails, and the next batch reconnects.
+_LINE_OPTIONS = {"socket_timeout": None, "health_check_interval": 0, "retry": Retry(NoBackoff(), 0)}
 
 
-@dataclass(frozen=True)
-class Address:
-    """Where and how to connect: what redis-py made of the client's URL."""
-
-    host: str = ""
-    port: int = 0
-    path: str = ""  # a Unix socket, instead of host and port
-    tls: ssl.SSLContext | None = None
-    db: int = 0
-    username: str | None = None
-    password: str | None = None
-    client_name: str | None = None
-
-    @classmethod
-    def of(cls, client: Redis) -> Address:
-        """The address of a plain client's connection pool."""
-        pool = client.connection_pool
-        # An unconnected connection object: redis-py's own reading of the URL's options.
-        template = pool.connection_class(**pool.connection_kwargs)
-        return cls(
-            host=getattr(template, "host", ""),
-            port=getattr(template, "port", 0),
-            path=getattr(template, "path", ""),
-            tls=template.ssl_context.get() if isinstance(template, SSLConnection) else None,
-            db=int(template.db),
-            username=template.username,
-            password=template.password,
-            client_name=template.client_name,
-        )
-
-    def handshake(self) -> list[tuple[Any, ...]]:
-        """The commands a new connection sends first (none for db 0 without a password)."""
-        commands: list[tuple[Any, ...]] = []
-        if self.password is not None:
-            user = (self.username,) if self.username else ()
-            commands.append(("AUTH", *user, self.password))
-        if self.db:
-            commands.append(("SELECT", self.db))
-        if self.client_name:
-            commands.append(("CLIENT", "SETNAME", self.client_name))
-        return commands
-
-    def __repr__(self) -> str:
-        where = self.path or f"{self.host}:{self.port}"
-        return f"Address({where}, db={self.db})"  # never the password
+def connection_factory(
+    connection_class: type[AbstractConnection], options: dict[str, Any]
+) -> ConnectionFactory:
+    """New unconnected redis-py connections with `options` (a pool's or a cluster node's),
+    timed and retried by the line instead."""
+    kwargs = {**options, **_LINE_OPTIONS}
+    return lambda: connection_class(**kwargs)
 
 
-class Line(asyncio.Protocol):
+def where(connection: AbstractConnection) -> str:
+    """Where a connection goes, for messages: never its password."""
+    path = getattr(connection, "path", "")
+    return (
+        str(path)
+        if path
+        else f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"
+    )
+
+
+class Line:
     """One connection: writes batches of commands, resolves their futures in reply order.
 
     If Redis sends nothing for CALL_TIMEOUT_SECONDS while replies are due, the connection is
@@ -93,32 +79,37 @@ class Line(asyncio.Protocol):
     """
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, on_noscript: Callable[[Call], None]
+        self,
+        connection: AbstractConnection,
+        on_retry: Callable[[Call], None],
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
-        self.loop = loop
+        self.connection = connection
+        self.loop = asyncio.get_running_loop()
         self.closed = False
-        self._on_noscript = on_noscript
-        self._transport: asyncio.Transport | None = None
-        self._reader = hiredis.Reader(replyError=BaseParser.parse_error, encoding="utf-8")
+        self._on_retry = on_retry
+        self._on_lost = on_lost
         self._pending: deque[Call] = deque()
         self._progress = 0.0  # when Redis last answered, or the wait for it began
         self._watchdog: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reader = self._spawn(self._read())
 
     def send(self, batch: Sequence[Call]) -> None:
         """Write the batch in one go; its replies resolve the futures in it."""
-        payload = b"".join(
-            hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
-            if script is not None
-            else hiredis.pack_command(tuple(args))
-            for script, keys, args, _ in batch
-        )
+        pack = self.connection.pack_command
+        chunks: list[bytes] = []
+        for script, keys, args, _ in batch:
+            if script is not None:
+                chunks += pack("EVALSHA", script.sha, len(keys), *keys, *args)
+            else:
+                chunks += pack(*args)
         if not self._pending:
             self._progress = self.loop.time()
         self._pending.extend(batch)
         if self._watchdog is None:
             self._watchdog = self.loop.call_at(self._progress + CALL_TIMEOUT_SECONDS, self._watch)
-        assert self._transport is not None
-        self._transport.write(payload)
+        self._spawn(self._write(chunks))
 
     async def execute(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Send plain commands in one batch and return their replies (errors raise)."""
@@ -132,37 +123,41 @@ class Line(asyncio.Protocol):
 
     def close(self) -> None:
         """Close the connection; calls still in flight fail."""
-        if self._transport is not None:
-            self._transport.close()
         self._fail(rex.ConnectionError("the connection to Redis was closed"))
 
-    def bind(self, transport: asyncio.BaseTransport) -> None:
-        """Write to `transport` from now on."""
-        # Not in connection_made: uvloop may call that only after create_connection returned.
-        self._transport = cast(asyncio.Transport, transport)
-
-    # asyncio.Protocol
-
-    def data_received(self, data: bytes) -> None:
-        self._progress = self.loop.time()
-        self._reader.feed(data)
+    async def _write(self, chunks: list[bytes]) -> None:
         try:
-            while (reply := self._reader.gets()) is not False:
-                self._deliver(self._pending.popleft(), reply)
-        except (hiredis.ProtocolError, IndexError) as exc:  # garbage, or a reply nobody asked for
-            self._abort(rex.ConnectionError(f"unexpected data from Redis: {exc!r}"))
+            await self.connection.send_packed_command(chunks, check_health=False)
+        except Exception as exc:  # the connection is gone: every call in flight fails
+            self._fail(exc if isinstance(exc, rex.RedisError) else rex.ConnectionError(str(exc)))
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(rex.ConnectionError("the connection to Redis was lost"))
-
-    # internals
+    async def _read(self) -> None:
+        read = self.connection.read_response
+        while True:
+            try:
+                reply: Any = await read(timeout=math.inf)
+            except rex.ResponseError as error:  # an error reply: its call's, the line goes on
+                reply = error
+            except asyncio.CancelledError:
+                raise
+            except (rex.ConnectionError, rex.TimeoutError) as exc:
+                self._fail(exc)
+                return
+            except Exception as exc:  # garbage: the stream cannot be trusted
+                self._fail(rex.ConnectionError(f"unexpected data from Redis: {exc!r}"))
+                return
+            self._progress = self.loop.time()
+            if not self._pending:  # a reply nobody asked for: the stream cannot be trusted
+                self._fail(rex.ConnectionError(f"unexpected data from Redis: {reply!r}"))
+                return
+            self._deliver(self._pending.popleft(), reply)
 
     def _deliver(self, call: Call, reply: Any) -> None:
         future = call[3]
         if future.done():  # the caller gave up (its request was cancelled)
             return
-        if isinstance(reply, rex.NoScriptError) and call[0] is not None:
-            self._on_noscript(call)
+        if call[0] is not None and isinstance(reply, (rex.NoScriptError, *REDIRECTIONS)):
+            self._on_retry(call)
         elif isinstance(reply, Exception):
             future.set_exception(reply)
         else:
@@ -174,17 +169,13 @@ class Line(asyncio.Protocol):
             return
         deadline = self._progress + CALL_TIMEOUT_SECONDS
         if self.loop.time() >= deadline:
-            self._abort(TimeoutError(f"Redis did not answer in {CALL_TIMEOUT_SECONDS} s"))
+            self._fail(TimeoutError(f"Redis did not answer in {CALL_TIMEOUT_SECONDS} s"))
         else:
             self._watchdog = self.loop.call_at(deadline, self._watch)
 
-    def _abort(self, error: Exception) -> None:
-        # Replies still due would be read by nobody: the connection cannot be used again.
-        self._fail(error)
-        if self._transport is not None:
-            self._transport.abort()
-
     def _fail(self, error: Exception) -> None:
+        if self.closed:
+            return
         self.closed = True
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -193,54 +184,112 @@ class Line(asyncio.Protocol):
         for *_, future in pending:
             if not future.done():
                 future.set_exception(error)
+        # Replies still due would be read by nobody: the connection cannot be used again.
+        self._reader.cancel()
+        self._spawn(self.connection.disconnect(nowait=True))
+        if self._on_lost is not None and not isinstance(error, rex.ResponseError):
+            self._on_lost()
+
+    def _spawn(self, coroutine: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)
+        return task
 
 
-async def open_line(address: Address, on_noscript: Callable[[Call], None]) -> Line:
-    """Connect to Redis at `address` and run the handshake; raise a redis ConnectionError (or,
-    when the handshake gets no answer in time, a TimeoutError)."""
-    loop = asyncio.get_running_loop()
-
-    def factory() -> Line:
-        return Line(loop, on_noscript)
-
+async def open_line(
+    connection: AbstractConnection,
+    on_retry: Callable[[Call], None],
+    on_lost: Callable[[], None] | None = None,
+) -> Line:
+    """Connect with redis-py's handshake; raise a redis ConnectionError (or, when Redis does
+    not answer in time, a TimeoutError)."""
     try:
-        async with asyncio.timeout(SOCKET_TIMEOUT_SECONDS):
-            if address.path:
-                transport, line = await loop.create_unix_connection(
-                    factory, address.path, ssl=address.tls
-                )
-            else:
-                transport, line = await loop.create_connection(
-                    factory, address.host, address.port, ssl=address.tls
-                )
-    except (OSError, TimeoutError) as exc:
-        raise rex.ConnectionError(f"cannot connect to Redis at {address}: {exc}") from exc
-    line.bind(transport)
-    handshake = address.handshake()
-    if handshake:
+        async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
+            await connection.connect()
+    except rex.AuthenticationError:
+        raise
+    except rex.ResponseError as exc:  # e.g. no such database: the set-up, not a request, failed
+        await connection.disconnect(nowait=True)
+        raise rex.ConnectionError(
+            f"Redis at {where(connection)} refused the set-up: {exc}"
+        ) from exc
+    except Exception as exc:  # refused, unreachable, too slow, or not speaking RESP
+        await connection.disconnect(nowait=True)
+        raise rex.ConnectionError(f"cannot connect to Redis at {where(connection)}: {exc}") from exc
+    return Line(connection, on_retry, on_lost)
+
+
+class Link:
+    """The line to one server, opened on demand and again after it was lost."""
+
+    def __init__(
+        self,
+        new_connection: ConnectionFactory,
+        on_retry: Callable[[Call], None],
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
+        self._new_connection = new_connection
+        self._on_retry = on_retry
+        self._on_lost = on_lost
+        self._line: Line | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._queue: list[Call] = []
+
+    def send(self, batch: list[Call], loop: asyncio.AbstractEventLoop) -> bool:
+        """Write `batch` now if the line is open (True), else queue it until it is."""
+        line = self._line
+        if line is not None and not line.closed and line.loop is loop:
+            line.send(batch)
+            return True
+        self._queue += batch
+        if self._connecting is None:  # else the connection being opened sends the queue
+            self._connecting = asyncio.ensure_future(self._connect())
+        return False
+
+    async def _connect(self) -> None:
         try:
-            await line.execute(*handshake)
-        except rex.ResponseError as exc:  # e.g. no such database: the set-up, not a request, failed
-            line.close()
-            raise rex.ConnectionError(f"Redis at {address} refused the set-up: {exc}") from exc
-        except BaseException:
-            line.close()
-            raise
-    return line
+            self._line = await open_line(self._new_connection(), self._on_retry, self._on_lost)
+        except Exception as exc:  # the calls waiting for this connection fail with it
+            batch, self._queue = self._queue, []
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if self._on_lost is not None:
+                self._on_lost()
+            return
+        finally:
+            self._connecting = None
+        batch, self._queue = self._queue, []
+        if batch:
+            self._line.send(batch)
+
+    def close(self) -> None:
+        """Close the line; a later batch opens a new one."""
+        if self._line is not None:
+            self._line.close()
+            self._line = None
 
 
 class AutoPipeline:
-    """Queues the script calls of one loop iteration and sends them on the process's one line."""
+    """Queues the script calls of one loop iteration and sends them, one write per server."""
 
-    def __init__(self, client: Redis) -> None:
-        # No reference to the client itself: the pipeline never keeps it alive.
-        self._address = Address.of(client)
+    def __init__(self, client: Client, monitor: Monitor | None = None) -> None:
         self._queue: list[Call] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the queued calls
-        self._line: Line | None = None
-        self._connecting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.monitor: Monitor | None = None  # hears of every batch written
+        self.monitor = monitor  # hears of every batch written
+        if isinstance(client, RedisCluster):
+            self._cluster: RedisCluster | None = client
+            self._links: dict[str, Link] = {}
+            self._refreshing: asyncio.Task[None] | None = None
+        else:
+            # No reference to the client itself: the pipeline never keeps it alive.
+            self._cluster = None
+            pool = client.connection_pool
+            self._link = Link(
+                connection_factory(pool.connection_class, pool.connection_kwargs), self._retry
+            )
 
     def call(
         self, script: AsyncScript | None, keys: Sequence[Any], args: Sequence[Any]
@@ -258,38 +307,76 @@ class AutoPipeline:
         return future
 
     async def aclose(self) -> None:
-        """Close the line; a later call opens a new one."""
-        if self._line is not None:
-            self._line.close()
-            self._line = None
+        """Close the lines; a later call opens new ones."""
+        if self._cluster is None:
+            self._link.close()
+            return
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
 
     def _flush(self) -> None:
-        line = self._line
-        if line is None or line.closed or line.loop is not self._loop:
-            if self._connecting is None:  # else the connection being opened sends the queue
-                self._connecting = self._spawn(self._connect())
-            return
         batch, self._queue = self._queue, []
-        line.send(batch)
-        if self.monitor is not None and self.monitor.on_round_trip is not None:
-            self.monitor.on_round_trip(len(batch))
-
-    async def _connect(self) -> None:
-        try:
-            self._line = await open_line(self._address, self._retry_loading_script)
-        except Exception as exc:  # the calls waiting for this connection fail with it
-            batch, self._queue = self._queue, []
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+        loop = cast(asyncio.AbstractEventLoop, self._loop)
+        if self._cluster is None:
+            self._link.send(batch, loop)
+            self._sent(len(batch))
             return
-        finally:
-            self._connecting = None
-        if self._queue:
-            self._flush()
+        by_node: dict[str, list[Call]] = {}
+        for call in batch:
+            try:
+                name = self._node(call).name
+            except Exception:  # no node for the slot (the map is being read): redis-py decides
+                self._retry(call)
+                continue
+            by_node.setdefault(name, []).append(call)
+        for name, calls in by_node.items():
+            self._link_to(name).send(calls, loop)
+            self._sent(len(calls))
 
-    def _retry_loading_script(self, call: Call) -> None:
-        # Redis lost its script cache (a restart, SCRIPT FLUSH): redis-py loads it and runs again.
+    def _sent(self, calls: int) -> None:
+        if self.monitor is not None and self.monitor.on_round_trip is not None:
+            self.monitor.on_round_trip(calls)
+
+    def _node(self, call: Call) -> ClusterNode:
+        cluster = cast(RedisCluster, self._cluster)
+        keys = call[1]
+        if not keys:
+            raise LookupError("a call without keys has no slot")
+        node = cluster.get_node_from_key(keys[0])
+        if node is None:
+            raise LookupError("no node serves the slot")
+        return node
+
+    def _link_to(self, name: str) -> Link:
+        link = self._links.get(name)
+        if link is None:
+            cluster = cast(RedisCluster, self._cluster)
+            node = cluster.get_node(node_name=name)
+            assert node is not None
+            factory = connection_factory(node.connection_class, node.connection_kwargs)
+            link = self._links[name] = Link(factory, self._retry, self._refresh_map)
+        return link
+
+    def _refresh_map(self) -> None:
+        # A node was lost: a replica may be taking over its slots. Re-read the map once.
+        if self._cluster is None or self._refreshing is not None:
+            return
+        cluster = self._cluster
+
+        async def refresh() -> None:
+            try:
+                await bounded(cluster.nodes_manager.initialize())
+            except Exception:  # noqa: S110 (still down: the next loss tries again)
+                pass
+            finally:
+                self._refreshing = None
+
+        self._refreshing = self._spawn(refresh())
+
+    def _retry(self, call: Call) -> None:
+        # Run the call through redis-py itself: it loads a script Redis lost (a restart, SCRIPT
+        # FLUSH), and on a cluster follows MOVED and ASK and waits out TRYAGAIN.
         script, keys, args, future = call
         assert script is not None
 
@@ -313,16 +400,14 @@ class AutoPipeline:
 
 
 def auto_pipeline(client: Client, monitor: Monitor | None = None) -> AutoPipeline | None:
-    """An auto-pipeline for a plain client on a socket (one per process: the Services own it);
-    None for a cluster client (its pipelines refuse EVALSHA) and for the embedded store (no
-    round trip to save). `monitor` hears of every batch."""
-    if isinstance(client, RedisCluster) or client.connection_pool.connection_class not in (
-        _SOCKET_CLASSES
+    """An auto-pipeline for a client on sockets, plain or cluster (one per process: the Services
+    own it); None for the embedded store (no round trip to save). `monitor` hears of every
+    batch."""
+    if not isinstance(client, RedisCluster) and (
+        client.connection_pool.connection_class not in _SOCKET_CLASSES
     ):
         return None
-    pipeline = AutoPipeline(client)
-    pipeline.monitor = monitor
-    return pipeline
+    return AutoPipeline(client, monitor)
 
 
 def register_script(

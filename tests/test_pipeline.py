@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import redis
 import redis.exceptions as rex
-from redis.asyncio import Redis
 
+from scripts.local import free_port
 from storage import pipeline
 from storage.connection import Client, Monitor, create_memory_redis, create_redis
-from storage.pipeline import Address, Line, auto_pipeline, register_script
+from storage.pipeline import auto_pipeline, register_script
 from tests.conftest import RedisServer, start_redis_server
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.anyio]
@@ -205,11 +205,13 @@ async def test_unix_socket_url(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_the_address_never_shows_the_password() -> None:
-    address = Address.of(Redis.from_url("redis://user:s3cret-pass@10.0.0.1:6380/4"))
-    assert (address.host, address.port, address.db) == ("10.0.0.1", 6380, 4)
-    assert address.handshake() == [("AUTH", "user", "s3cret-pass"), ("SELECT", 4)]
-    assert "s3cret" not in repr(address)
+async def test_a_failure_names_the_server_but_never_the_password() -> None:
+    port = free_port()  # nothing listens there
+    echo = _pipelined(create_redis(f"redis://user:s3cret-pass@127.0.0.1:{port}/4"), ECHO)
+    with pytest.raises(rex.ConnectionError) as failure:
+        await echo(keys=["n"], args=["x"])
+    assert f"127.0.0.1:{port}" in str(failure.value)
+    assert "s3cret" not in str(failure.value)
 
 
 async def test_the_embedded_store_calls_scripts_directly() -> None:
@@ -236,38 +238,49 @@ async def test_calls_of_one_loop_iteration_go_out_as_one_batch(server: RedisServ
     assert trips == [1, 50]
 
 
-class _Transport:
-    """Just enough of a transport to watch what a Line does with it."""
+class FakeRedis:
+    """A server that says OK to redis-py's handshake and answers PING with `data`; it counts
+    the connections it gets."""
 
-    def __init__(self) -> None:
-        self.written = b""
-        self.aborted = False
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.connections = 0
 
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def close(self) -> None:
-        self.aborted = True
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        while chunk := await reader.read(4096):
+            writer.write(self.data if b"PING" in chunk else b"+OK\r\n" * chunk.count(b"*"))
+            await writer.drain()
 
 
-@pytest.mark.parametrize(
-    ("data", "pending"),
-    [(b"?not RESP\r\n", 1), (b"+OK\r\n", 0)],
-    ids=["garbage", "a reply nobody asked for"],
-)
-async def test_unexpected_data_drops_the_connection(data: bytes, pending: int) -> None:
-    line = Line(asyncio.get_running_loop(), lambda call: None)
-    transport = _Transport()
-    line.bind(transport)  # type: ignore[arg-type]
-    futures = [asyncio.get_running_loop().create_future() for _ in range(pending)]
-    line.send([(None, (), ("PING",), future) for future in futures])
-    line.data_received(data)
-    assert line.closed
-    assert transport.aborted
-    assert all(isinstance(future.exception(), rex.ConnectionError) for future in futures)
+async def _ping_fake(data: bytes, pings: int) -> tuple[list[Any], int]:
+    fake = FakeRedis(data)
+    server = await asyncio.start_server(fake.answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pipe = auto_pipeline(create_redis(f"redis://127.0.0.1:{port}/0"))
+    assert pipe is not None
+    replies: list[Any] = []
+    try:
+        for _ in range(pings):
+            replies += await asyncio.gather(pipe.call(None, (), ("PING",)), return_exceptions=True)
+            await asyncio.sleep(0.05)
+    finally:
+        await pipe.aclose()
+        server.close()
+    return replies, fake.connections
+
+
+async def test_garbage_fails_the_call_and_drops_the_connection() -> None:
+    replies, connections = await _ping_fake(b"?not RESP\r\n", pings=2)
+    assert all(isinstance(reply, rex.ConnectionError) for reply in replies), replies
+    assert "unexpected data" in str(replies[0])
+    assert connections == 2  # the second call needed a new connection
+
+
+async def test_a_reply_nobody_asked_for_drops_the_connection() -> None:
+    replies, connections = await _ping_fake(b"+PONG\r\n+EXTRA\r\n", pings=2)
+    assert replies == ["PONG", "PONG"]  # each call got its own reply
+    assert connections == 2  # the extra reply ended the first connection
 
 
 async def test_a_dropped_client_takes_its_pipeline_along(server: RedisServer) -> None:
