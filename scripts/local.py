@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -16,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,147 @@ def spawn_redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes
     args = [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly"]
     args += ["no", "--dir", str(workdir), *extra]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def free_cluster_port() -> int:
+    """A free port P whose cluster bus port P + 10000 is free too (so P is at most 55535)."""
+    for port in random.sample(range(20000, 45000), 200):
+        if bindable(port) and bindable(port + 10000):
+            return port
+    raise RuntimeError("no free pair of ports for a cluster node")
+
+
+@dataclass
+class RedisServer:
+    """A private redis-server process started for the tests."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    workdir: Path
+    options: tuple[str, ...] = ()  # extra redis-server options, --requirepass included
+    password: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL of database 0 on this server."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        """A synchronous client, for setting up and inspecting state."""
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
+    def stop(self) -> None:
+        """Stop the server and wait for it."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def start(self) -> None:
+        """(Re)start the server on the same port and wait until it answers."""
+        self.process = spawn_redis(self.port, self.workdir, *self.options)
+        wait_for_ping(self.url)
+
+
+def _spawn_node(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    return spawn_redis(
+        port,
+        workdir / str(port),
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        "2000",
+    )
+
+
+@dataclass
+class RedisClusterServers:
+    """A private 3-master Redis Cluster started for the tests."""
+
+    ports: list[int]
+    processes: list[subprocess.Popen[bytes]]
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        """The URL of one node; the client discovers the others."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def flush(self) -> None:
+        """Empty every master."""
+        for port in self.ports:
+            with redis.Redis(port=port) as node:
+                node.flushall()
+
+    def kill(self, index: int) -> None:
+        """Kill one node at once (SIGKILL), as a crash would."""
+        self.processes[index].kill()
+        self.processes[index].wait()
+
+    def restart(self, index: int) -> None:
+        """Start a killed node again with its cluster state; it rejoins the cluster."""
+        self.processes[index] = _spawn_node(self.ports[index], self.workdir)
+
+    def wait_ok(self, seconds: float = 30) -> None:
+        """Wait until every node says cluster_state:ok."""
+        deadline = time.monotonic() + seconds
+        for port in self.ports:
+            with redis.Redis(port=port, decode_responses=True) as node:
+                while True:
+                    try:
+                        if node.execute_command("CLUSTER INFO").get("cluster_state") == "ok":
+                            break
+                    except redis.ConnectionError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the cluster did not reach cluster_state:ok")
+                    time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            process.wait(timeout=10)
+
+
+def start_cluster(workdir: Path, masters: int = 3) -> RedisClusterServers:
+    """Start `masters` cluster-enabled redis-servers, join them, and wait for cluster_state:ok."""
+    ports: list[int] = []
+    while len(ports) < masters:
+        port = free_cluster_port()
+        if port not in ports:
+            ports.append(port)
+    processes = []
+    for port in ports:
+        (workdir / str(port)).mkdir(parents=True)
+        processes.append(_spawn_node(port, workdir))
+    servers = RedisClusterServers(ports, processes, workdir)
+    for port in ports:
+        wait_for_ping(f"redis://127.0.0.1:{port}/0")
+    subprocess.run(
+        [
+            "redis-cli",
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{port}" for port in ports),
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    try:
+        servers.wait_ok()
+    except RuntimeError:
+        servers.stop()
+        raise
+    return servers
 
 
 def wait_for_ping(url: str, seconds: float = 10.0) -> None:

@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import RedisClusterServers, RedisServer, Service, start_service
+from scripts.local import RedisClusterServers
+from tests.conftest import RedisServer, Service, start_service
 
 pytestmark = pytest.mark.redis_server
 
