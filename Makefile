@@ -59,7 +59,7 @@ clean:
 fuzz: $(DEV)
 	$(BIN)/python -m scripts.fuzz --max-time 150
 
-## bench: wrk against the API and a bare Sanic endpoint; writes bench/RESULTS.md (about 5 minutes)
+## bench: wrk against the API and a bare Sanic endpoint; writes bench/RESULTS.md (about 6 minutes)
 bench: $(RUNTIME)
 	@for tool in wrk redis-server redis-cli; do command -v $$tool >/dev/null || \
 	  { echo "make bench needs $$tool: apt-get install wrk redis-server"; exit 1; }; done

@@ -30,6 +30,7 @@ class Results:
     length: int
     with_metrics: Load  # scenario 7
     without_metrics: Load
+    cluster: dict[str, Load]  # scenario 8: "single message", "cluster last"...
     checks: list[tuple[str, bool]] = field(default_factory=list)
 
 
@@ -40,6 +41,11 @@ def render(results: Results) -> str:
     short, long = results.short, results.long
     mem_1x, mem_2x, length = results.mem_1x, results.mem_2x, results.length
     with_metrics, without_metrics = results.with_metrics, results.without_metrics
+    cluster = results.cluster
+    cluster_ratio = {
+        name: cluster[f"cluster {name}"].rps / cluster[f"single {name}"].rps
+        for name in ("message", "last")
+    }
     rps1 = {name: load.rps for name, load in one.items()}
     rps2 = {name: load.rps for name, load in two.items()}
     lines = [
@@ -96,6 +102,12 @@ def render(results: Results) -> str:
         f"(list length {length}) |",
         f"| 7. `POST /message/` with metrics / with METRICS=false, 1 worker | "
         f"{with_metrics.rps:.0f} / {without_metrics.rps:.0f} rps ({metrics_ratio:.3f}x) |",
+        f"| 8. `POST /message/`, one Redis / 3-master cluster, 1 worker | "
+        f"{cluster['single message'].rps:.0f} / {cluster['cluster message'].rps:.0f} rps "
+        f"({cluster_ratio['message']:.2f}x) |",
+        f"| 8. `last 10`, one Redis / 3-master cluster, 1 worker | "
+        f"{cluster['single last'].rps:.0f} / {cluster['cluster last'].rps:.0f} rps "
+        f"({cluster_ratio['last']:.2f}x) |",
         f"| 2 workers over 1: bare endpoint | {bare_scaling:.2f}x |",
         "",
         "| target | measured | met |",
@@ -131,6 +143,14 @@ def render(results: Results) -> str:
             "7. metrics cost under 5 % of `POST /message/` throughput",
             f"{1 - metrics_ratio:.1%}",
             metrics_ratio >= 0.95,
+        ),
+        *(
+            (
+                f"8. cluster >= 0.80x one Redis ({label})",
+                f"{cluster_ratio[key]:.2f}x",
+                cluster_ratio[key] >= 0.8,
+            )
+            for key, label in (("message", "`POST /message/`"), ("last", "`last 10`"))
         ),
         *(
             (

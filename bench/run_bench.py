@@ -39,6 +39,7 @@ def main() -> int:
             short, long = bench.history_cost(redis_url)
             mem_1x, mem_2x, length = bench.memory_per_user(redis_url)
             with_metrics, without_metrics = bench.metrics_cost(redis_url)
+            cluster = bench.cluster_cost(redis_url)
     text = render(
         Results(
             args.seconds,
@@ -55,6 +56,7 @@ def main() -> int:
             length,
             with_metrics,
             without_metrics,
+            cluster,
             bench.checks,
         )
     )

@@ -26,7 +26,14 @@ from bench.harness import (
     session_cpu,
     wrk,
 )
-from scripts.local import free_port, post, service_env, spawn_redis, wait_for_ping
+from scripts.local import (
+    free_port,
+    post,
+    service_env,
+    spawn_redis,
+    start_cluster,
+    wait_for_ping,
+)
 
 PASSWORD = "bench password 1"  # noqa: S105 (a throwaway account on a private Redis)
 
@@ -134,6 +141,37 @@ class Bench:
         for name, loads in samples.items():
             errors = sum(load.errors for load in loads)
             self.checks.append((f"{name}, {workers} worker(s): no errors", errors == 0))
+        return {name: median(loads) for name, loads in samples.items()}
+
+    def cluster_cost(self, redis_url: str) -> dict[str, Load]:
+        """Scenario 8: `POST /message/` and `last 10` on one Redis and on a 3-master cluster,
+        1 worker, alternating (one user: its requests go to the master of its slot)."""
+        samples: dict[str, list[Load]] = {
+            "single message": [],
+            "single last": [],
+            "cluster message": [],
+            "cluster last": [],
+        }
+        cluster = start_cluster(self.workdir / "cluster")
+        try:
+            for _ in range(self.runs):
+                for kind, url, extra in (
+                    ("single", redis_url, {}),
+                    ("cluster", cluster.url, {"REDIS_CLUSTER": "true"}),
+                ):
+                    self.flush()
+                    cluster.flush()
+                    with self.api(url, 1, **extra) as server:
+                        token = self.user(server.base, "bencher")
+                        for name, scenario in (("message", MESSAGE), ("last", LAST_10)):
+                            samples[f"{kind} {name}"].append(
+                                self.load(server.base, scenario, token)
+                            )
+        finally:
+            cluster.stop()
+        for name, loads in samples.items():
+            errors = sum(load.errors for load in loads)
+            self.checks.append((f"{name} (scenario 8): no errors", errors == 0))
         return {name: median(loads) for name, loads in samples.items()}
 
     def metrics_cost(self, redis_url: str) -> tuple[Load, Load]:
