@@ -20,7 +20,6 @@ import fakeredis
 import httpx
 import jwt
 import pytest
-import redis
 from sanic import Sanic
 from sanic.server import AsyncioServer
 
@@ -31,6 +30,7 @@ from api.settings import Settings
 from scripts.local import (
     LOOPBACK,
     RedisClusterServers,
+    RedisServer,
     call,
     free_port,
     spawn_redis,
@@ -47,38 +47,6 @@ T = TypeVar("T")
 Sanic.test_mode = True
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 PASSWORD = "correct horse battery"
-
-
-@dataclass
-class RedisServer:
-    """A private redis-server process started for the tests."""
-
-    port: int
-    process: subprocess.Popen[bytes]
-    workdir: Path
-    options: tuple[str, ...] = ()  # extra redis-server options, --requirepass included
-    password: str | None = None
-
-    @property
-    def url(self) -> str:
-        """The URL of database 0 on this server."""
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        """A synchronous client, for setting up and inspecting state."""
-        return redis.Redis.from_url(self.url, decode_responses=True)
-
-    def stop(self) -> None:
-        """Stop the server and wait for it."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-    def start(self) -> None:
-        """(Re)start the server on the same port and wait until it answers."""
-        self.process = spawn_redis(self.port, self.workdir, *self.options)
-        wait_for_ping(self.url)
 
 
 def _require_redis_binaries() -> None:

@@ -21,10 +21,15 @@ pytestmark = [pytest.mark.redis_server, pytest.mark.browser]
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "client.png"
 
 
-def _sign_up_and_log_in(page: Any, origin: str, name: str = "alice") -> None:
+def _fill_in(page: Any, origin: str, name: str, password: str = PASSWORD) -> None:
+    """Open the client and type a name and password into the login form."""
     page.goto(origin + "/")
     page.get_by_label("Name").fill(name)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password", exact=True).fill(password)
+
+
+def _sign_up_and_log_in(page: Any, origin: str, name: str = "alice") -> None:
+    _fill_in(page, origin, name)
     page.get_by_role("button", name="Sign up").click()
     page.get_by_label("Signed in as").wait_for()
 
@@ -144,9 +149,7 @@ def test_keep_me_signed_in_renews_an_expired_token(
 ) -> None:
     service_for_browser.call("POST", "/signup/", {"name": "alice", "password": PASSWORD})
     page = browser_page.page
-    page.goto(browser_page.origin + "/")
-    page.get_by_label("Name").fill("alice")
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    _fill_in(page, browser_page.origin, "alice")
     page.get_by_label("Keep me signed in").check()
     page.get_by_role("button", name="Log in").click()
     page.get_by_label("Signed in as").wait_for()
@@ -182,9 +185,7 @@ def test_errors_read_as_text_next_to_their_form(
 ) -> None:
     service_for_browser.call("POST", "/signup/", {"name": "taken", "password": PASSWORD})
     page = browser_page.page
-    page.goto(browser_page.origin + "/")
-    page.get_by_label("Name").fill("taken")
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    _fill_in(page, browser_page.origin, "taken")
     page.get_by_role("button", name="Sign up").click()
     alert = page.locator("#credentials-error")
     alert.get_by_text("That name is taken").wait_for()

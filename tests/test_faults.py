@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import RedisServer, Service, start_service
+from scripts.local import RedisServer
+from tests.conftest import Service, start_service
 
 pytestmark = pytest.mark.redis_server
 

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from scripts.local import RedisClusterServers
-from tests.conftest import RedisServer, Service, start_service
+from scripts.local import RedisClusterServers, RedisServer
+from tests.conftest import Service, start_service
 
 pytestmark = pytest.mark.redis_server
 

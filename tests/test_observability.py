@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from api.settings import Settings
-from tests.conftest import PASSWORD, SECRET, Api, RedisServer, Service, start_service
+from scripts.local import RedisServer
+from tests.conftest import PASSWORD, SECRET, Api, Service, start_service
 
 METRICS_TOKEN = "metrics-token-0123456789"
 

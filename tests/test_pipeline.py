@@ -14,11 +14,11 @@ import pytest
 import redis
 import redis.exceptions as rex
 
-from scripts.local import free_port
+from scripts.local import RedisServer, free_port
 from storage import pipeline
 from storage.connection import Client, Monitor, create_memory_redis, create_redis
 from storage.pipeline import auto_pipeline, register_script
-from tests.conftest import RedisServer, start_redis_server
+from tests.conftest import start_redis_server
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.anyio]
 

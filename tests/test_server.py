@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from scripts.local import ROOT, free_port
+from scripts.local import ROOT, RedisServer, free_port
 from storage import keys
-from tests.conftest import SECRET, Api, RedisServer, Service, start_service
+from tests.conftest import SECRET, Api, Service, start_service
 
 pytestmark = pytest.mark.redis_server
 

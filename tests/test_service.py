@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from scripts.local import ROOT
-from tests.conftest import SECRET, RedisServer, Service, csrf_of, start_service
+from scripts.local import ROOT, RedisServer
+from tests.conftest import SECRET, Service, csrf_of, start_service
 
 pytestmark = pytest.mark.redis_server
 

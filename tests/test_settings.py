@@ -10,9 +10,9 @@ import pytest
 from api.app import create_app
 from api.settings import CASTERS, PLACEHOLDER_SECRET, Settings, SettingsError
 from api.startup import StartupError, prepare
-from scripts.local import ROOT, free_port
+from scripts.local import ROOT, RedisServer, free_port
 from storage.connection import MEMORY_URL
-from tests.conftest import SECRET, RedisServer
+from tests.conftest import SECRET
 
 
 def test_defaults() -> None:
