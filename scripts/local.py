@@ -5,6 +5,7 @@ Everything here talks to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -124,8 +125,8 @@ class RedisClusterServers:
     def flush(self) -> None:
         """Empty every master."""
         for port in self.ports:
-            with redis.Redis(port=port) as node:
-                node.flushall()
+            with redis.Redis(port=port) as node, contextlib.suppress(redis.ReadOnlyError):
+                node.flushall()  # a replica refuses: its master's flush empties it
 
     def kill(self, index: int) -> None:
         """Kill one node at once (SIGKILL), as a crash would."""
@@ -160,37 +161,40 @@ class RedisClusterServers:
             process.wait(timeout=10)
 
 
-def start_cluster(workdir: Path, masters: int = 3) -> RedisClusterServers:
-    """Start `masters` cluster-enabled redis-servers, join them, and wait for cluster_state:ok."""
+def start_cluster(workdir: Path, masters: int = 3, replicas: int = 0) -> RedisClusterServers:
+    """Start `masters` cluster-enabled redis-servers (and `replicas` replicas of each), join them,
+    and wait for cluster_state:ok."""
     ports: list[int] = []
-    while len(ports) < masters:
+    taken: set[int] = set()  # the ports and cluster bus ports chosen so far
+    while len(ports) < masters * (1 + replicas):
         port = free_cluster_port()
-        if port not in ports:
+        if not {port, port + 10000} & taken:
             ports.append(port)
+            taken |= {port, port + 10000}
     processes = []
     for port in ports:
         (workdir / str(port)).mkdir(parents=True)
         processes.append(_spawn_node(port, workdir))
     servers = RedisClusterServers(ports, processes, workdir)
-    for port in ports:
-        wait_for_ping(f"redis://127.0.0.1:{port}/0")
-    subprocess.run(
-        [
-            "redis-cli",
-            "--cluster",
-            "create",
-            *(f"127.0.0.1:{port}" for port in ports),
-            "--cluster-replicas",
-            "0",
-            "--cluster-yes",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
     try:
+        for port in ports:
+            wait_for_ping(f"redis://127.0.0.1:{port}/0")
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{port}" for port in ports),
+                "--cluster-replicas",
+                str(replicas),
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         servers.wait_ok()
-    except RuntimeError:
+    except BaseException:
         servers.stop()
         raise
     return servers
