@@ -111,16 +111,6 @@ class Line:
             self._watchdog = self.loop.call_at(self._progress + CALL_TIMEOUT_SECONDS, self._watch)
         self._spawn(self._write(chunks))
 
-    async def execute(self, *commands: tuple[Any, ...]) -> list[Any]:
-        """Send plain commands in one batch and return their replies (errors raise)."""
-        calls: list[Call] = [(None, (), command, self.loop.create_future()) for command in commands]
-        self.send(calls)
-        replies = await asyncio.gather(*(future for *_, future in calls), return_exceptions=True)
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                raise reply
-        return replies
-
     def close(self) -> None:
         """Close the connection; calls still in flight fail."""
         self._fail(rex.ConnectionError("the connection to Redis was closed"))
@@ -187,7 +177,7 @@ class Line:
         # Replies still due would be read by nobody: the connection cannot be used again.
         self._reader.cancel()
         self._spawn(self.connection.disconnect(nowait=True))
-        if self._on_lost is not None and not isinstance(error, rex.ResponseError):
+        if self._on_lost is not None:
             self._on_lost()
 
     def _spawn(self, coroutine: Awaitable[None]) -> asyncio.Task[None]:

@@ -13,12 +13,12 @@ from api.context import ApiRequest
 from api.cookies import clear_cookies
 from api.errors import ApiError, ErrorCode
 from api.guard import authenticated
-from api.hashing import HasherBusy
 from api.issue import NO_STORE
 from api.responses import json
+from api.routes.auth import attempt
 from api.routes.sessions import session_view
 from api.security import cost_of
-from api.services import Services, client_address, services
+from api.services import Services, services
 from storage.models import LoginState
 from storage.throttle import Window
 
@@ -31,15 +31,7 @@ async def _confirm_password(
     its windows, to be given back once the change is made."""
     session = request.ctx.session
     await svc.sessions.check(session)  # a token that no longer works guesses nothing
-    windows = svc.limits.login_windows(session.name, client_address(request))
-    state = await svc.users.begin_login(session.name, *windows)
-    try:
-        verdict = await svc.hasher.verify(
-            password, state.password_hash, stored_costs=state.stored_costs
-        )
-    except HasherBusy:  # nothing was checked: the attempt does not count
-        await svc.throttle.give_back(refund=windows)
-        raise
+    state, verdict, windows = await attempt(svc, request, session.name, password)
     if not verdict.ok or state.password_hash is None:
         raise ApiError(ErrorCode.WRONG_PASSWORD, "the current password is wrong")
     return state, windows

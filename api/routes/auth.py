@@ -12,11 +12,13 @@ from api.context import ApiRequest
 from api.cookies import REFRESH_COOKIE, clear_cookies
 from api.errors import ApiError, ErrorCode, unauthorized
 from api.guard import authenticated, cookie_token, header_token, session_of
-from api.hashing import HasherBusy
+from api.hashing import HasherBusy, Verdict
 from api.issue import NO_STORE
 from api.responses import json
 from api.security import TokenError, cost_of, parse_refresh_token
-from api.services import client_address, services
+from api.services import Services, client_address, services
+from storage.models import LoginState
+from storage.throttle import Window
 
 
 async def signup(request: ApiRequest) -> HTTPResponse:
@@ -28,6 +30,25 @@ async def signup(request: ApiRequest) -> HTTPResponse:
     password_hash = await svc.hasher.hash(password)
     await svc.users.create_user(name, password_hash, svc.hasher.rounds)
     return json({"name": name}, status=201)
+
+
+async def attempt(
+    svc: Services, request: ApiRequest, name: str, password: str
+) -> tuple[LoginState, Verdict, tuple[Window, Window]]:
+    """One password check of `name`'s, throttled as a login: take its place in the account's
+    and the address's windows (RateLimited if either is full), then check the password. Returns
+    what was read, the verdict and the windows (to give back on success). A check that never ran
+    (HasherBusy) gives its places back; a wrong password keeps them, counted as a failure."""
+    windows = svc.limits.login_windows(name, client_address(request))
+    state = await svc.users.begin_login(name, *windows)
+    try:
+        verdict = await svc.hasher.verify(
+            password, state.password_hash, stored_costs=state.stored_costs
+        )
+    except HasherBusy:
+        await svc.throttle.give_back(refund=windows)
+        raise
+    return state, verdict, windows
 
 
 async def login(request: ApiRequest) -> HTTPResponse:
@@ -43,15 +64,7 @@ async def login(request: ApiRequest) -> HTTPResponse:
     name, password = validation.name(data), validation.password(data)
     refresh = validation.flag(data, "refresh")
     svc = services(request)
-    account, address = svc.limits.login_windows(name, client_address(request))
-    state = await svc.users.begin_login(name, account, address)
-    try:
-        verdict = await svc.hasher.verify(
-            password, state.password_hash, stored_costs=state.stored_costs
-        )
-    except HasherBusy:  # nothing was checked: the attempt does not count
-        await svc.throttle.give_back(refund=(account, address))
-        raise
+    state, verdict, (account, address) = await attempt(svc, request, name, password)
     if not verdict.ok or state.password_hash is None:
         raise unauthorized(ErrorCode.INVALID_CREDENTIALS, "wrong name or password")
     rehash = None

@@ -11,13 +11,13 @@ from sanic.response import empty
 from api import docs, issue, validation
 from api.context import ApiRequest
 from api.cookies import REFRESH_COOKIE, clear_cookies
-from api.errors import ApiError, ErrorCode, unauthorized
+from api.errors import ErrorCode, unauthorized
 from api.guard import CSRF_HEADER, authenticated
 from api.issue import NO_STORE
 from api.responses import json
 from api.security import digest, parse_refresh_token
 from api.services import services
-from storage.errors import NoSuchFamily, RefreshReused
+from storage.errors import NoSuchFamily, RefreshCsrfFailed, RefreshReused
 from storage.models import FamilyInfo
 
 logger = logging.getLogger("api.sessions")
@@ -43,11 +43,7 @@ async def refresh(request: ApiRequest) -> HTTPResponse:
         if svc.settings.csrf_protection:
             csrf = request.headers.get(CSRF_HEADER, "")
             if not csrf:
-                raise ApiError(
-                    ErrorCode.CSRF_FAILED,
-                    "a refresh with the refresh_token cookie needs the X-CSRF-Token header set "
-                    "to the csrf_token cookie",
-                )
+                raise RefreshCsrfFailed()
             csrf_digest = digest(csrf)
     named = parse_refresh_token(sent)
     pending = issue.prepare(svc, request, named.name, refresh=True, family_id=named.family)
