@@ -12,16 +12,23 @@ credential providers, the protocol version, TLS, the database, the client name. 
 each call goes to the master of its first key's slot by redis-py's own view of the slot map; a
 call that meets a MOVED, ASK, TRYAGAIN or CLUSTERDOWN reply is run again through redis-py's
 cluster client, which follows the redirection and refreshes the map.
+
+Two things keep the public API as cheap as the hand-written protocol it replaced (same-run A/B in
+bench/RESULTS.md): commands are packed by hiredis (redis-py's async connection packs in Python),
+and a batch is written during the loop iteration that flushes it, not by a task one iteration
+later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, cast
 
+import hiredis
 import redis.exceptions as rex
 from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import ClusterNode
@@ -60,6 +67,31 @@ def connection_factory(
     return lambda: connection_class(**kwargs)
 
 
+def packer(connection: AbstractConnection) -> Callable[..., bytes]:
+    """Packs one command as `connection` would: hiredis's packer (in C) where the connection
+    encodes text as UTF-8, strictly, which is redis-py's default; else the connection's own."""
+    encoder = connection.encoder
+    if codecs.lookup(encoder.encoding).name == "utf-8" and encoder.encoding_errors == "strict":
+        pack_command = hiredis.pack_command
+        return lambda *args: pack_command(args)
+    pack = connection.pack_command
+    return lambda *args: b"".join(pack(*args))
+
+
+async def finish(coroutine: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """Run on, as its task would, a coroutine started by hand that now waits for `waiting`
+    (a future, or None for a bare yield)."""
+    try:
+        while True:
+            if isinstance(waiting, asyncio.Future):
+                await asyncio.wait((waiting,))
+            else:
+                await asyncio.sleep(0)
+            waiting = coroutine.send(None)
+    except StopIteration:
+        return
+
+
 def where(connection: AbstractConnection) -> str:
     """Where a connection goes, for messages: never its password."""
     path = getattr(connection, "path", "")
@@ -93,29 +125,40 @@ class Line:
         self._progress = 0.0  # when Redis last answered, or the wait for it began
         self._watchdog: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pack = packer(connection)
         self._reader = self._spawn(self._read())
 
     def send(self, batch: Sequence[Call]) -> None:
         """Write the batch in one go; its replies resolve the futures in it."""
-        pack = self.connection.pack_command
-        chunks: list[bytes] = []
-        for script, keys, args, _ in batch:
-            if script is not None:
-                chunks += pack("EVALSHA", script.sha, len(keys), *keys, *args)
-            else:
-                chunks += pack(*args)
+        pack = self._pack
+        chunks = [
+            pack("EVALSHA", script.sha, len(keys), *keys, *args)
+            if script is not None
+            else pack(*args)
+            for script, keys, args, _ in batch
+        ]
         if not self._pending:
             self._progress = self.loop.time()
         self._pending.extend(batch)
         if self._watchdog is None:
             self._watchdog = self.loop.call_at(self._progress + CALL_TIMEOUT_SECONDS, self._watch)
-        self._spawn(self._write(chunks))
+        self._write(chunks)
 
     def close(self) -> None:
         """Close the connection; calls still in flight fail."""
         self._fail(rex.ConnectionError("the connection to Redis was closed"))
 
-    async def _write(self, chunks: list[bytes]) -> None:
+    def _write(self, chunks: list[bytes]) -> None:
+        # Run now, not as a task a loop iteration later: the socket almost always takes the
+        # bytes at once, and the write is then over before this returns.
+        writing = self._writing(chunks)
+        try:
+            waiting = writing.send(None)
+        except StopIteration:
+            return
+        self._spawn(finish(writing, waiting))
+
+    async def _writing(self, chunks: list[bytes]) -> None:
         try:
             await self.connection.send_packed_command(chunks, check_health=False)
         except Exception as exc:  # the connection is gone: every call in flight fails

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 import redis.exceptions as rex
 
 from scripts.local import RedisServer, free_port
@@ -295,3 +296,55 @@ async def test_a_dropped_client_takes_its_pipeline_along(server: RedisServer) ->
     del client, pipe, echo
     gc.collect()
     assert dropped() is None
+
+
+async def test_a_batch_larger_than_the_socket_buffer_is_written_whole(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[Any] = []
+    finish = pipeline.finish
+
+    async def counted(coroutine: Any, waiting: Any) -> None:
+        waits.append(waiting)
+        await finish(coroutine, waiting)
+
+    monkeypatch.setattr(pipeline, "finish", counted)
+    client = create_redis(server.url)
+    pipe = auto_pipeline(client)
+    assert pipe is not None
+    big = "x" * (32 << 20)
+    try:
+        replies = await asyncio.gather(
+            pipe.call(None, (), ("SET", "big", big)),
+            pipe.call(None, (), ("STRLEN", "big")),
+            pipe.call(None, (), ("PING",)),
+        )
+    finally:
+        await pipe.aclose()
+        await client.aclose()
+    assert list(replies) == ["OK", 32 << 20, "PONG"]
+    assert waits  # the write had to wait for the socket to drain, and was finished by a task
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("EVALSHA", "0" * 40, 2, "user:{ann}", "messages:{ann}", "hello", 10, 1.5),
+        ("SET", "ключ", "значение ✓", b"\x00\xffraw"),
+        ("PING",),
+    ],
+)
+def test_the_pipeline_packs_commands_as_redis_py_does(args: tuple[Any, ...]) -> None:
+    connection = redis.asyncio.Redis.from_url(
+        "redis://127.0.0.1:1/0"
+    ).connection_pool.make_connection()
+    assert pipeline.packer(connection)(*args) == b"".join(connection.pack_command(*args))
+
+
+def test_a_connection_with_another_encoding_packs_with_it() -> None:
+    client = redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0?encoding=latin-1")
+    connection = client.connection_pool.make_connection()
+    assert (
+        pipeline.packer(connection)("SET", "k", "é")
+        == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n\xe9\r\n"
+    )
