@@ -13,10 +13,8 @@ each call goes to the master of its first key's slot by redis-py's own view of t
 call that meets a MOVED, ASK, TRYAGAIN or CLUSTERDOWN reply is run again through redis-py's
 cluster client, which follows the redirection and refreshes the map.
 
-Two things keep the public API as cheap as the hand-written protocol it replaced (same-run A/B in
-bench/RESULTS.md): commands are packed by hiredis (redis-py's async connection packs in Python),
-and a batch is written during the loop iteration that flushes it, not by a task one iteration
-later.
+Commands are packed by hiredis: redis-py's async connection packs them in Python, which cost
+about 10 % of `POST /message/` throughput (same-run A/B in the README).
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ import asyncio
 import codecs
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -78,20 +76,6 @@ def packer(connection: AbstractConnection) -> Callable[..., bytes]:
     return lambda *args: b"".join(pack(*args))
 
 
-async def finish(coroutine: Coroutine[Any, Any, None], waiting: Any) -> None:
-    """Run on, as its task would, a coroutine started by hand that now waits for `waiting`
-    (a future, or None for a bare yield)."""
-    try:
-        while True:
-            if isinstance(waiting, asyncio.Future):
-                await asyncio.wait((waiting,))
-            else:
-                await asyncio.sleep(0)
-            waiting = coroutine.send(None)
-    except StopIteration:
-        return
-
-
 def where(connection: AbstractConnection) -> str:
     """Where a connection goes, for messages: never its password."""
     path = getattr(connection, "path", "")
@@ -142,23 +126,13 @@ class Line:
         self._pending.extend(batch)
         if self._watchdog is None:
             self._watchdog = self.loop.call_at(self._progress + CALL_TIMEOUT_SECONDS, self._watch)
-        self._write(chunks)
+        self._spawn(self._write(chunks))
 
     def close(self) -> None:
         """Close the connection; calls still in flight fail."""
         self._fail(rex.ConnectionError("the connection to Redis was closed"))
 
-    def _write(self, chunks: list[bytes]) -> None:
-        # Run now, not as a task a loop iteration later: the socket almost always takes the
-        # bytes at once, and the write is then over before this returns.
-        writing = self._writing(chunks)
-        try:
-            waiting = writing.send(None)
-        except StopIteration:
-            return
-        self._spawn(finish(writing, waiting))
-
-    async def _writing(self, chunks: list[bytes]) -> None:
+    async def _write(self, chunks: list[bytes]) -> None:
         try:
             await self.connection.send_packed_command(chunks, check_health=False)
         except Exception as exc:  # the connection is gone: every call in flight fails

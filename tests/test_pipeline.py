@@ -298,34 +298,6 @@ async def test_a_dropped_client_takes_its_pipeline_along(server: RedisServer) ->
     assert dropped() is None
 
 
-async def test_a_batch_larger_than_the_socket_buffer_is_written_whole(
-    server: RedisServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    waits: list[Any] = []
-    finish = pipeline.finish
-
-    async def counted(coroutine: Any, waiting: Any) -> None:
-        waits.append(waiting)
-        await finish(coroutine, waiting)
-
-    monkeypatch.setattr(pipeline, "finish", counted)
-    client = create_redis(server.url)
-    pipe = auto_pipeline(client)
-    assert pipe is not None
-    big = "x" * (32 << 20)
-    try:
-        replies = await asyncio.gather(
-            pipe.call(None, (), ("SET", "big", big)),
-            pipe.call(None, (), ("STRLEN", "big")),
-            pipe.call(None, (), ("PING",)),
-        )
-    finally:
-        await pipe.aclose()
-        await client.aclose()
-    assert list(replies) == ["OK", 32 << 20, "PONG"]
-    assert waits  # the write had to wait for the socket to drain, and was finished by a task
-
-
 @pytest.mark.parametrize(
     "args",
     [
