@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -54,6 +55,10 @@ REDIRECTIONS = (rex.MovedError, rex.AskError, rex.TryAgainError, rex.ClusterDown
 # The pipelined connection keeps time itself (one watchdog per connection, not one timer per
 # read or write) and is never retried: a failed call fails, and the next batch reconnects.
 _LINE_OPTIONS = {"socket_timeout": None, "health_check_interval": 0, "retry": Retry(NoBackoff(), 0)}
+# Calls run again go through redis-py's pools, which keep every connection a burst of them opened
+# (a failover, a restart, a resharding). Once nothing has run again for this long, the pools' idle
+# connections are closed: a worker's connections go back to what they were before the burst.
+IDLE_POOL_SECONDS = 10.0
 
 
 def connection_factory(
@@ -281,11 +286,20 @@ class Link:
 class AutoPipeline:
     """Queues the script calls of one loop iteration and sends them, one write per server."""
 
-    def __init__(self, client: Client, monitor: Monitor | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        monitor: Monitor | None = None,
+        *,
+        idle_pool_seconds: float = IDLE_POOL_SECONDS,
+    ) -> None:
         self._queue: list[Call] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the queued calls
         self._tasks: set[asyncio.Task[None]] = set()
         self.monitor = monitor  # hears of every batch written
+        self._on_pools = 0  # calls run again and map refreshes going on through redis-py
+        self._idle_pool_seconds = idle_pool_seconds
+        self._closing_idle: asyncio.TimerHandle | None = None
         if isinstance(client, RedisCluster):
             self._cluster: RedisCluster | None = client
             self._links: dict[str, Link] = {}
@@ -293,9 +307,10 @@ class AutoPipeline:
         else:
             # No reference to the client itself: the pipeline never keeps it alive.
             self._cluster = None
-            pool = client.connection_pool
+            self._pool = client.connection_pool
             self._link = Link(
-                connection_factory(pool.connection_class, pool.connection_kwargs), self._retry
+                connection_factory(self._pool.connection_class, self._pool.connection_kwargs),
+                self._retry,
             )
 
     def call(
@@ -315,6 +330,9 @@ class AutoPipeline:
 
     async def aclose(self) -> None:
         """Close the lines; a later call opens new ones."""
+        if self._closing_idle is not None:
+            self._closing_idle.cancel()
+            self._closing_idle = None
         if self._cluster is None:
             self._link.close()
             return
@@ -379,7 +397,7 @@ class AutoPipeline:
             finally:
                 self._refreshing = None
 
-        self._refreshing = self._spawn(refresh())
+        self._refreshing = self._spawn_on_pools(refresh())
 
     def _retry(self, call: Call) -> None:
         # Run the call through redis-py itself: it loads a script Redis lost (a restart, SCRIPT
@@ -390,6 +408,14 @@ class AutoPipeline:
         async def run() -> None:
             try:
                 result = await bounded(script(keys=keys, args=args))
+            except (AttributeError, TypeError) as exc:
+                # redis-py 8.1 lets a connection closed under a call escape as these (its
+                # cluster client closes every connection on CLUSTERDOWN while others use them:
+                # redis/redis-py#3546, #4287): the connection was lost, not the request wrong.
+                if not future.done():
+                    lost = rex.ConnectionError(f"the connection was closed under the call: {exc}")
+                    lost.__cause__ = exc
+                    future.set_exception(lost)
             except Exception as exc:
                 if not future.done():
                     future.set_exception(exc)
@@ -397,7 +423,44 @@ class AutoPipeline:
                 if not future.done():
                     future.set_result(result)
 
-        self._spawn(run())
+        self._spawn_on_pools(run())
+
+    def _spawn_on_pools(self, coroutine: Awaitable[None]) -> asyncio.Task[None]:
+        # Work done through redis-py's pools: their idle connections are closed when it is over.
+        self._on_pools += 1
+        if self._closing_idle is not None:
+            self._closing_idle.cancel()
+            self._closing_idle = None
+        task = self._spawn(coroutine)
+        task.add_done_callback(self._off_pools)
+        return task
+
+    def _off_pools(self, _: asyncio.Task[None]) -> None:
+        self._on_pools -= 1
+        if not self._on_pools:
+            self._closing_idle = asyncio.get_running_loop().call_later(
+                self._idle_pool_seconds, self._close_idle
+            )
+
+    def _close_idle(self) -> None:
+        self._closing_idle = None
+
+        async def close() -> None:
+            # Closed sockets only: the pools keep the connections and reopen them on use.
+            if self._cluster is not None:
+                # The startup nodes are objects of their own, each with a pool (CLUSTER SLOTS).
+                manager = self._cluster.nodes_manager
+                found = [*manager.nodes_cache.values(), *manager.startup_nodes.values()]
+                nodes = list({id(node): node for node in found}.values())
+                await asyncio.gather(
+                    *(node.disconnect_free_connections() for node in nodes),
+                    return_exceptions=True,
+                )
+            else:
+                with contextlib.suppress(Exception):
+                    await self._pool.disconnect(inuse_connections=False)
+
+        self._spawn(close())
 
     def _spawn(self, coroutine: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coroutine)
@@ -406,7 +469,9 @@ class AutoPipeline:
         return task
 
 
-def auto_pipeline(client: Client, monitor: Monitor | None = None) -> AutoPipeline | None:
+def auto_pipeline(
+    client: Client, monitor: Monitor | None = None, *, idle_pool_seconds: float = IDLE_POOL_SECONDS
+) -> AutoPipeline | None:
     """An auto-pipeline for a client on sockets, plain or cluster (one per process: the Services
     own it); None for the embedded store (no round trip to save). `monitor` hears of every
     batch."""
@@ -414,7 +479,7 @@ def auto_pipeline(client: Client, monitor: Monitor | None = None) -> AutoPipelin
         client.connection_pool.connection_class not in _SOCKET_CLASSES
     ):
         return None
-    return AutoPipeline(client, monitor)
+    return AutoPipeline(client, monitor, idle_pool_seconds=idle_pool_seconds)
 
 
 def register_script(

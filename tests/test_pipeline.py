@@ -14,8 +14,9 @@ import pytest
 import redis
 import redis.asyncio
 import redis.exceptions as rex
+from redis.commands.core import AsyncScript
 
-from scripts.local import RedisServer, free_port
+from scripts.local import RedisClusterServers, RedisServer, free_port
 from storage import pipeline
 from storage.connection import Client, Monitor, create_memory_redis, create_redis
 from storage.pipeline import auto_pipeline, register_script
@@ -320,3 +321,65 @@ def test_a_connection_with_another_encoding_packs_with_it() -> None:
         pipeline.packer(connection)("SET", "k", "é")
         == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n\xe9\r\n"
     )
+
+
+def _named(ports: list[int], name: str) -> int:
+    """How many connections named `name` the servers at `ports` have."""
+    total = 0
+    for port in ports:
+        with redis.Redis(port=port) as node:
+            total += sum(1 for c in node.client_list() if c["name"] == name)
+    return total
+
+
+@pytest.mark.parametrize("kind", ["one Redis", "cluster"])
+async def test_connections_opened_for_calls_run_again_are_closed_once_idle(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    name = f"rerun-{kind.replace(' ', '-')}"
+    if kind == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        client = create_redis(f"{cluster.url}?client_name={name}", cluster=True)
+        ports = cluster.ports
+    else:
+        server: RedisServer = request.getfixturevalue("private_redis")
+        client = create_redis(f"{server.url}?client_name={name}")
+        ports = [server.port]
+    pipe = auto_pipeline(client, idle_pool_seconds=0.2)
+    assert pipe is not None
+    echo = register_script(client, ECHO, pipeline=pipe)
+    key = "{rerun}n"  # one slot: one line
+    await echo(keys=[key], args=["first"])
+    await client.script_flush()
+    # Every call meets NOSCRIPT and is run again through redis-py, each on a pooled connection.
+    await asyncio.gather(*(echo(keys=[key], args=[f"m{i}"]) for i in range(20)))
+    burst = _named(ports, name)
+    for _ in range(200):  # the servers are polled: up to 10 s
+        after = _named(ports, name)
+        if after <= 1:
+            break
+        await asyncio.sleep(0.05)
+    assert await echo(keys=[key], args=["last"]) == ["last", 22]  # the line still serves
+    await pipe.aclose()
+    await client.aclose()
+    assert burst > 2  # the calls run again opened connections of their own
+    assert after == 1  # once idle, only the pipelined line is left
+
+
+async def test_a_connection_closed_under_a_call_run_again_is_a_connection_error(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = create_redis(server.url)
+    echo = _pipelined(client, ECHO)
+    await echo(keys=["n"], args=["first"])
+    await client.script_flush()
+
+    async def closed_under_the_call(*_: Any, **__: Any) -> Any:
+        # What redis-py 8.1 raises when another task disconnects the connection mid-call.
+        raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+    monkeypatch.setattr(AsyncScript, "__call__", closed_under_the_call)
+    with pytest.raises(rex.ConnectionError, match="closed under the call"):
+        await echo(keys=["n"], args=["again"])  # NOSCRIPT: run again through redis-py
+    await _close(echo)
+    await client.aclose()
