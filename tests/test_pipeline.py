@@ -345,7 +345,8 @@ async def test_connections_opened_for_calls_run_again_are_closed_once_idle(
         server: RedisServer = request.getfixturevalue("private_redis")
         client = create_redis(f"{server.url}?client_name={name}")
         ports = [server.port]
-    pipe = auto_pipeline(client, idle_pool_seconds=0.2)
+    # Long enough that the burst is counted before its connections are closed, on a slow machine.
+    pipe = auto_pipeline(client, idle_pool_seconds=1.0)
     assert pipe is not None
     echo = register_script(client, ECHO, pipeline=pipe)
     key = "{rerun}n"  # one slot: one line
