@@ -52,6 +52,8 @@ _SOCKET_CLASSES = (Connection, SSLConnection, UnixDomainSocketConnection)
 # Replies of a cluster node that mean "not here, not now": the call did not run and is run again
 # through redis-py's cluster client.
 REDIRECTIONS = (rex.MovedError, rex.AskError, rex.TryAgainError, rex.ClusterDownError)
+# A script call that meets one of these is run again through redis-py (which loads the script).
+_RUN_AGAIN = (rex.NoScriptError, *REDIRECTIONS)
 # The pipelined connection keeps time itself (one watchdog per connection, not one timer per
 # read or write) and is never retried: a failed call fails, and the next batch reconnects.
 _LINE_OPTIONS = {"socket_timeout": None, "health_check_interval": 0, "retry": Retry(NoBackoff(), 0)}
@@ -70,15 +72,15 @@ def connection_factory(
     return lambda: connection_class(**kwargs)
 
 
-def packer(connection: AbstractConnection) -> Callable[..., bytes]:
-    """Packs one command as `connection` would: hiredis's packer (in C) where the connection
-    encodes text as UTF-8, strictly, which is redis-py's default; else the connection's own."""
+def packer(connection: AbstractConnection) -> Callable[[tuple[Any, ...]], bytes]:
+    """Packs one command (a tuple of its words) as `connection` would: hiredis's packer (in C)
+    where the connection encodes text as UTF-8, strictly, which is redis-py's default; else the
+    connection's own."""
     encoder = connection.encoder
     if codecs.lookup(encoder.encoding).name == "utf-8" and encoder.encoding_errors == "strict":
-        pack_command = hiredis.pack_command
-        return lambda *args: pack_command(args)
+        return cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
     pack = connection.pack_command
-    return lambda *args: b"".join(pack(*args))
+    return lambda args: b"".join(pack(*args))
 
 
 def where(connection: AbstractConnection) -> str:
@@ -115,15 +117,18 @@ class Line:
         self._watchdog: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pack = packer(connection)
+        self._outbox: list[bytes] = []  # commands packed, not yet handed to the socket
+        self._wake: asyncio.Future[None] | None = None  # set while the writer waits for work
         self._reader = self._spawn(self._read())
+        self._writer = self._spawn(self._write())
 
     def send(self, batch: Sequence[Call]) -> None:
         """Write the batch in one go; its replies resolve the futures in it."""
         pack = self._pack
         chunks = [
-            pack("EVALSHA", script.sha, len(keys), *keys, *args)
+            pack(("EVALSHA", script.sha, len(keys), *keys, *args))
             if script is not None
-            else pack(*args)
+            else pack(tuple(args))
             for script, keys, args, _ in batch
         ]
         if not self._pending:
@@ -131,17 +136,30 @@ class Line:
         self._pending.extend(batch)
         if self._watchdog is None:
             self._watchdog = self.loop.call_at(self._progress + CALL_TIMEOUT_SECONDS, self._watch)
-        self._spawn(self._write(chunks))
+        self._outbox += chunks
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     def close(self) -> None:
         """Close the connection; calls still in flight fail."""
         self._fail(rex.ConnectionError("the connection to Redis was closed"))
 
-    async def _write(self, chunks: list[bytes]) -> None:
-        try:
-            await self.connection.send_packed_command(chunks, check_health=False)
-        except Exception as exc:  # the connection is gone: every call in flight fails
-            self._fail(exc if isinstance(exc, rex.RedisError) else rex.ConnectionError(str(exc)))
+    async def _write(self) -> None:
+        # One task writes every batch (a task per batch costs more than the write itself); the
+        # batches sent while it waits for the socket to drain go out together after.
+        while True:
+            if not self._outbox:
+                self._wake = self.loop.create_future()
+                await self._wake
+                self._wake = None
+            chunks, self._outbox = self._outbox, []
+            try:
+                await self.connection.send_packed_command(chunks, check_health=False)
+            except Exception as exc:  # the connection is gone: every call in flight fails
+                error = exc if isinstance(exc, rex.RedisError) else rex.ConnectionError(str(exc))
+                self._fail(error)
+                return
 
     async def _read(self) -> None:
         read = self.connection.read_response
@@ -168,7 +186,7 @@ class Line:
         future = call[3]
         if future.done():  # the caller gave up (its request was cancelled)
             return
-        if call[0] is not None and isinstance(reply, (rex.NoScriptError, *REDIRECTIONS)):
+        if call[0] is not None and isinstance(reply, _RUN_AGAIN):
             self._on_retry(call)
         elif isinstance(reply, Exception):
             future.set_exception(reply)
@@ -198,6 +216,7 @@ class Line:
                 future.set_exception(error)
         # Replies still due would be read by nobody: the connection cannot be used again.
         self._reader.cancel()
+        self._writer.cancel()
         self._spawn(self.connection.disconnect(nowait=True))
         if self._on_lost is not None:
             self._on_lost()

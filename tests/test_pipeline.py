@@ -163,6 +163,29 @@ async def test_a_hanging_redis_fails_the_calls_in_time_and_recovers(
     assert (await echo(keys=["n"], args=["back"]))[0] == "back"
 
 
+async def test_batches_sent_while_the_socket_is_full_go_out_after_it_drains(
+    server: RedisServer,
+) -> None:
+    client = create_redis(server.url)
+    echo = _pipelined(client, ECHO)
+    await echo(keys=["n"], args=["first"])
+    big = "x" * (16 << 20)  # more than the kernel and the transport take while Redis is stopped
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        stored = echo.pipeline.call(None, (), ("SET", "big", big))
+        await asyncio.sleep(0.05)  # the batch is written until the socket is full
+        later = [echo(keys=["n"], args=[f"m{i}"]) for i in range(20)]
+        await asyncio.sleep(0.05)  # these batches wait for the socket to drain
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    replies = await asyncio.gather(stored, *later)
+    size = await echo.pipeline.call(None, (), ("STRLEN", "big"))
+    await _close(echo)
+    await client.aclose()
+    assert replies == ["OK", *([f"m{i}", i + 2] for i in range(20))]
+    assert size == len(big)
+
+
 async def test_no_redis_fails_fast_with_a_connection_error(server: RedisServer) -> None:
     server.stop()
     echo = _pipelined(create_redis(server.url), ECHO)
@@ -311,14 +334,14 @@ def test_the_pipeline_packs_commands_as_redis_py_does(args: tuple[Any, ...]) -> 
     connection = redis.asyncio.Redis.from_url(
         "redis://127.0.0.1:1/0"
     ).connection_pool.make_connection()
-    assert pipeline.packer(connection)(*args) == b"".join(connection.pack_command(*args))
+    assert pipeline.packer(connection)(args) == b"".join(connection.pack_command(*args))
 
 
 def test_a_connection_with_another_encoding_packs_with_it() -> None:
     client = redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0?encoding=latin-1")
     connection = client.connection_pool.make_connection()
     assert (
-        pipeline.packer(connection)("SET", "k", "é")
+        pipeline.packer(connection)(("SET", "k", "é"))
         == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n\xe9\r\n"
     )
 
