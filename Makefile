@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint format fuzz bench soak clean lock lock-check
+.PHONY: run test lint format fuzz bench instructions soak clean lock lock-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ bench: $(RUNTIME)
 	@for tool in wrk redis-server redis-cli; do command -v $$tool >/dev/null || \
 	  { echo "make bench needs $$tool: apt-get install wrk redis-server"; exit 1; }; done
 	$(BIN)/python -m bench.run_bench
+
+## instructions: CPU instructions per request under callgrind, for git revisions REVS (default: this tree)
+instructions: $(RUNTIME)
+	$(BIN)/python -m bench.instructions $(REVS)
 
 ## soak: steady load for SOAK_MINUTES (20) on one Redis and a cluster, with faults; writes bench/SOAK.md
 soak: $(DEV)
