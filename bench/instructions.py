@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import secrets
 import shutil
@@ -89,7 +88,8 @@ class Counted:
     def read(self) -> int:
         """Instructions since the last zero."""
         self._control("-d")
-        dumps = sorted(self.out.parent.glob(self.out.name + ".*"), key=os.path.getmtime)
+        # callgrind numbers its dumps: <out>.1, <out>.2, ...
+        dumps = sorted(self.out.parent.glob(self.out.name + ".*"), key=lambda p: int(p.suffix[1:]))
         match = re.search(r"^(?:totals|summary): (\d+)", dumps[-1].read_text(), re.MULTILINE)
         if match is None:
             raise RuntimeError(f"no total in {dumps[-1]}")
