@@ -352,9 +352,7 @@ class AutoPipeline:
 
     async def aclose(self) -> None:
         """Close the lines; a later call opens new ones."""
-        if self._closing_idle is not None:
-            self._closing_idle.cancel()
-            self._closing_idle = None
+        self._cancel_closing_idle()
         if self._cluster is None:
             self._link.close()
             return
@@ -450,12 +448,15 @@ class AutoPipeline:
     def _spawn_on_pools(self, coroutine: Awaitable[None]) -> asyncio.Task[None]:
         # Work done through redis-py's pools: their idle connections are closed when it is over.
         self._on_pools += 1
-        if self._closing_idle is not None:
-            self._closing_idle.cancel()
-            self._closing_idle = None
+        self._cancel_closing_idle()
         task = self._spawn(coroutine)
         task.add_done_callback(self._off_pools)
         return task
+
+    def _cancel_closing_idle(self) -> None:
+        if self._closing_idle is not None:
+            self._closing_idle.cancel()
+            self._closing_idle = None
 
     def _off_pools(self, _: asyncio.Task[None]) -> None:
         self._on_pools -= 1
