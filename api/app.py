@@ -114,7 +114,12 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
         app.blueprint(metrics_route.blueprint(settings))
     _answer_head_like_get(app)
     access_log = AccessLog(json=settings.log_format == "json") if settings.access_log else None
-    middleware.register(app, access_log=access_log, metrics=metrics)
+    middleware.register(
+        app,
+        access_log=access_log,
+        metrics=metrics,
+        trust_proxy_headers=settings.trusts_proxy_headers,
+    )
 
     @app.before_server_start
     async def open_storage(app: App) -> None:

@@ -59,9 +59,11 @@ def register(
     *,
     access_log: AccessLog | None,
     metrics: Metrics | None,
+    trust_proxy_headers: bool,
 ) -> None:
     """Install the middleware on `app`: security headers, request ids, and with an AccessLog a
-    line per request, with Metrics a tally of it."""
+    line per request (its client address from proxy headers when `trust_proxy_headers`), with
+    Metrics a tally of it."""
 
     # Request ids: a random prefix per process and a counter, unique without a syscall each.
     prefix = secrets.token_hex(4)
@@ -104,7 +106,7 @@ def register(
                     status=status,
                     duration_ms=seconds * 1000,
                     request_id=request_id,
-                    client=client_address(request),
+                    client=client_address(request, trust_proxy_headers),
                     user=user.name if user is not None else None,
                 )
             )

@@ -148,11 +148,10 @@ def services(request: ApiRequest) -> Services:
     return request.app.ctx.services
 
 
-def client_address(request: ApiRequest) -> str:
-    """The client's address: from proxy headers only when FORWARDED_SECRET or PROXIES_COUNT
-    says they can be trusted (Sanic's `remote_addr`), else the peer's address."""
-    config = request.app.config
-    if not (config.PROXIES_COUNT or config.FORWARDED_SECRET):
+def client_address(request: ApiRequest, trust_proxy_headers: bool) -> str:
+    """The client's address: from proxy headers (Sanic's `remote_addr`) when the settings trust
+    them (`Settings.trusts_proxy_headers`), else the peer's address."""
+    if not trust_proxy_headers:
         ip: str = request.ip  # no proxy is trusted: the peer, without parsing any header
         return ip
     address: str = request.remote_addr or request.ip

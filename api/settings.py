@@ -129,6 +129,11 @@ class Settings:
             _check(seconds > 0, name, "must be more than 0 seconds")
 
     @property
+    def trusts_proxy_headers(self) -> bool:
+        """True when FORWARDED_SECRET or PROXIES_COUNT says a proxy's headers name the client."""
+        return bool(self.forwarded_secret or self.proxies_count)
+
+    @property
     def uses_memory_store(self) -> bool:
         """True when the embedded in-process store is used instead of a Redis server."""
         return self.redis_url == MEMORY_URL

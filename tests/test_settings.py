@@ -69,6 +69,17 @@ def test_unset_secret_is_generated_once() -> None:
     assert prepare(settings).jwt_secret == settings.jwt_secret
 
 
+@pytest.mark.parametrize(
+    ("forwarded_secret", "proxies_count", "trusted"),
+    [(None, 0, False), ("a-proxy-secret", 0, True), (None, 1, True), ("a-proxy-secret", 2, True)],
+)
+def test_proxy_headers_are_trusted_only_when_a_proxy_is_configured(
+    forwarded_secret: str | None, proxies_count: int, trusted: bool
+) -> None:
+    settings = Settings(forwarded_secret=forwarded_secret, proxies_count=proxies_count)
+    assert settings.trusts_proxy_headers is trusted
+
+
 def test_memory_store_runs_one_worker() -> None:
     assert prepare(Settings(redis_url=MEMORY_URL, workers=4)).workers == 1
 

@@ -26,7 +26,9 @@ async def signup(request: ApiRequest) -> HTTPResponse:
     data = validation.json_object(request)
     name, password = validation.name(data), validation.password(data)
     svc = services(request)
-    await svc.throttle.take(svc.limits.signup_window(client_address(request)))
+    await svc.throttle.take(
+        svc.limits.signup_window(client_address(request, svc.settings.trusts_proxy_headers))
+    )
     password_hash = await svc.hasher.hash(password)
     await svc.users.create_user(name, password_hash, svc.hasher.rounds)
     return json({"name": name}, status=201)
@@ -39,7 +41,9 @@ async def attempt(
     and the address's windows (RateLimited if either is full), then check the password. Returns
     what was read, the verdict and the windows (to give back on success). A check that never ran
     (HasherBusy) gives its places back; a wrong password keeps them, counted as a failure."""
-    windows = svc.limits.login_windows(name, client_address(request))
+    windows = svc.limits.login_windows(
+        name, client_address(request, svc.settings.trusts_proxy_headers)
+    )
     state = await svc.users.begin_login(name, *windows)
     try:
         verdict = await svc.hasher.verify(
