@@ -15,8 +15,8 @@ cluster client, which follows the redirection and refreshes the map.
 
 Commands are packed by hiredis (redis-py's async connection packs them in Python) and one task per
 connection writes every batch. Replies are read by redis-py's `read_response`, three coroutines per
-reply: most of why the service spends 7-9 % more instructions per request than with the
-hand-written protocol this replaced (`make instructions`, figures in the README).
+reply: most of the 7-9 % more instructions per request this connection costs the service than
+the hand-written protocol it replaced (`make instructions`, figures in the README).
 """
 
 from __future__ import annotations
