@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,19 +119,29 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def require(*tools: str, install: str) -> None:
+    """Exit with how to install them unless every one of `tools` is on the PATH."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed: {install}")
+
+
 @contextmanager
-def process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[int]:
-    """Run a server process (in a session of its own) until the block ends; yield its pid."""
+def process(
+    args: list[str], env: dict[str, str], ready_url: str, *, cwd: Path = ROOT, seconds: float = 30
+) -> Iterator[int]:
+    """Run a server process (in a session of its own, in `cwd`) until the block ends; yield its
+    pid once `ready_url` answers (within `seconds`)."""
     proc = subprocess.Popen(
         args,
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
-        wait_http(ready_url, process=proc)
+        wait_http(ready_url, process=proc, seconds=seconds)
         time.sleep(1.0)  # let every worker finish starting
         yield proc.pid
     finally:

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.harness import process, require
 from bench.scenarios import LAST_10, LIST_10, MESSAGE, PASSWORD
 from scripts.local import (
     ROOT,
@@ -28,9 +28,7 @@ from scripts.local import (
     post,
     service_env,
     spawn_redis,
-    stop,
     wait_for_ping,
-    wait_http,
 )
 
 SCENARIOS = {"message": MESSAGE, "last": LAST_10, "list": LIST_10}
@@ -65,14 +63,14 @@ async def drive(port: int, token: str, scenario: tuple[str, str, str], n: int, c
 class Counted:
     """A service under callgrind, whose count of instructions can be zeroed and read."""
 
-    def __init__(self, process: subprocess.Popen[bytes], out: Path, env: dict[str, str]) -> None:
-        self.process, self.out, self.env = process, out, env
+    def __init__(self, pid: int, out: Path, env: dict[str, str]) -> None:
+        self.pid, self.out, self.env = pid, out, env
 
     def _control(self, option: str) -> None:
         # callgrind_control finds the process by a name built from $HOST, which run.py's
         # environment sets: it must see the same.
         done = subprocess.run(
-            ["callgrind_control", option, str(self.process.pid)],
+            ["callgrind_control", option, str(self.pid)],
             env=self.env,
             capture_output=True,
             text=True,
@@ -109,19 +107,10 @@ def counted_service(tree: Path, redis_url: str, workdir: Path) -> Iterator[tuple
         PYTHONPATH=str(tree),
     )
     out = workdir / f"callgrind.{port}"
-    process = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "run.py"],
-        cwd=tree,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", process=process, seconds=600)
-        yield Counted(process, out, env), port
-    finally:
-        stop(process, seconds=120)
+    args = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "run.py"]
+    # Under callgrind the service takes tens of seconds to start.
+    with process(args, env, f"http://127.0.0.1:{port}/healthz", cwd=tree, seconds=600) as pid:
+        yield Counted(pid, out, env), port
 
 
 def measure(
@@ -170,9 +159,12 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=3000, help="requests counted per scenario")
     parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections")
     args = parser.parse_args()
-    for tool in ("valgrind", "callgrind_control", "redis-server"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed: apt-get install valgrind redis-server")
+    require(
+        "valgrind",
+        "callgrind_control",
+        "redis-server",
+        install="apt-get install valgrind redis-server",
+    )
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -8,11 +8,11 @@ the same workers and connections, as the median of alternating runs. Writes benc
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from bench.harness import require
 from bench.report import Results, render
 from bench.scenarios import Bench
 from scripts.local import ROOT
@@ -26,9 +26,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per figure")
     args = parser.parse_args()
-    for tool in ("wrk", "redis-server", "redis-cli"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed: apt-get install wrk redis-server")
+    require("wrk", "redis-server", "redis-cli", install="apt-get install wrk redis-server")
 
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(args.seconds, args.runs, Path(tmp))
