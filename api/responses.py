@@ -1,9 +1,11 @@
-"""The JSON responses every handler returns: Sanic's, with a cheaper check of header values."""
+"""The JSON responses every handler returns: Sanic's, with cheaper encoding of the headers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+from sanic.helpers import has_message_body
 from sanic.response.types import HEADER_TRANSLATION_TABLE, JSONResponse
 
 
@@ -12,12 +14,23 @@ class JsonResponse(JSONResponse):
 
     __slots__ = ()
 
-    @staticmethod
-    def _sanitize_header_value(value: str) -> str:
+    @property
+    def processed_headers(self) -> Iterator[tuple[bytes, bytes]]:
+        """The headers encoded for sending, as Sanic encodes them (CR, LF and NUL stripped)."""
         # Sanic strips CR, LF and NUL (response splitting) from every header name and value with
-        # str.translate, about 0.7 us each; a printable string has none of them to strip, and
-        # isprintable() tells so ten times faster.
-        return value if value.isprintable() else value.translate(HEADER_TRANSLATION_TABLE)
+        # a str.translate in a method call of its own, about 0.7 us each; a printable string has
+        # none of them to strip, and isprintable() tells so ten times faster.
+        headers = self.headers
+        if has_message_body(self.status):  # type: ignore[no-untyped-call]
+            headers.setdefault("content-type", self.content_type)
+        encoded = []
+        for name, value in headers.items():
+            text = value if type(value) is str else f"{value}"
+            if not (name.isprintable() and text.isprintable()):
+                name = name.translate(HEADER_TRANSLATION_TABLE)
+                text = text.translate(HEADER_TRANSLATION_TABLE)
+            encoded.append((name.encode("ascii"), text.encode(errors="surrogateescape")))
+        return iter(encoded)
 
 
 def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JsonResponse:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 import threading
+from typing import Any
 
 import pytest
 from sanic.response import JSONResponse
@@ -135,3 +136,18 @@ def test_header_values_lose_cr_lf_and_nul_as_with_sanic(value: str, sent: bytes)
     ours = dict(json({}, headers={"X-Test": value}).processed_headers)[b"X-Test"]
     sanics = dict(JSONResponse({}, headers={"X-Test": value}).processed_headers)[b"X-Test"]
     assert ours == sanics == sent
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Request-ID": "abc-123", "X-Content-Type-Options": "nosniff"},
+        {"X-Split\r\nName": "value", "X-Nul\x00": "a"},
+        {"X-Number": 7, "X-Text": "caf\u00e9"},
+        {"Content-Type": "text/plain"},
+    ],
+)
+def test_every_header_is_encoded_as_sanic_encodes_it(headers: dict[str, Any]) -> None:
+    ours = list(json({}, headers=headers).processed_headers)
+    assert ours == list(JSONResponse({}, headers=headers).processed_headers)
+    assert not any(c in name + value for name, value in ours for c in b"\r\n\x00")
