@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
+class Session(NamedTuple):
     """What the store needs to know of a verified token to check that it is still valid: its
     user, id, session generation and family (None for a token issued before families)."""
 
+    # Tuples, this and Message: one is made per request (a Message per message read), and a
+    # frozen dataclass costs a call per field to make.
     name: str
     jti: str
     generation: int
@@ -72,8 +74,7 @@ class LoginState:
     stored_costs: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """One stored message."""
 
     text: str
