@@ -190,3 +190,22 @@ def wrk(
         errors=result["errors"] + result["non2xx"],
         requests=result["requests"],
     )
+
+
+@contextmanager
+def checkout(revision: str, workdir: Path) -> Iterator[Path]:
+    """A detached work tree of `revision` (this checkout itself for "."), removed afterwards."""
+    if revision == ".":
+        yield ROOT
+        return
+    tree = workdir / f"tree-{len(list(workdir.glob('tree-*')))}"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), revision],
+        check=True,
+    )
+    try:
+        yield tree
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=True
+        )

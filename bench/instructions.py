@@ -20,10 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.harness import process, require
+from bench.harness import checkout, process, require
 from bench.scenarios import LAST_10, LIST_10, MESSAGE, PASSWORD
 from scripts.local import (
-    ROOT,
     free_port,
     post,
     service_env,
@@ -129,25 +128,6 @@ def measure(
             asyncio.run(drive(port, token, request, requests, concurrency))
             figures[scenario] = service.read() / requests
     return figures
-
-
-@contextmanager
-def checkout(revision: str, workdir: Path) -> Iterator[Path]:
-    """A detached work tree of `revision` (this checkout itself for "."), removed afterwards."""
-    if revision == ".":
-        yield ROOT
-        return
-    tree = workdir / f"tree-{len(list(workdir.glob('tree-*')))}"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), revision],
-        check=True,
-    )
-    try:
-        yield tree
-    finally:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=True
-        )
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.harness import require
+from bench.harness import checkout, require
 from bench.report import Results, render
 from bench.scenarios import Bench
 from scripts.local import ROOT
@@ -25,6 +25,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per figure")
+    parser.add_argument(
+        "--baseline",
+        help="scenario 9: also compare scenarios 1-3 with the service of this git revision",
+    )
     args = parser.parse_args()
     require("wrk", "redis-server", "redis-cli", install="apt-get install wrk redis-server")
 
@@ -38,6 +42,10 @@ def main() -> int:
             mem_1x, mem_2x, length = bench.memory_per_user(redis_url)
             with_metrics, without_metrics = bench.metrics_cost(redis_url)
             cluster = bench.cluster_cost(redis_url)
+            against = {}
+            if args.baseline:
+                with checkout(args.baseline, Path(tmp)) as code:
+                    against = bench.against(redis_url, code)
     text = render(
         Results(
             args.seconds,
@@ -56,6 +64,8 @@ def main() -> int:
             without_metrics,
             cluster,
             bench.checks,
+            args.baseline,
+            against,
         )
     )
     RESULTS.write_text(text)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.harness import (
@@ -27,6 +28,7 @@ from bench.harness import (
     wrk,
 )
 from scripts.local import (
+    ROOT,
     free_port,
     post,
     service_env,
@@ -43,6 +45,17 @@ MESSAGE = ("POST", "/message/", '{"text":"hello"}')
 LAST_10 = ("POST", "/message/", '{"text":"last 10"}')
 LAST_100 = ("POST", "/message/", '{"text":"last 100"}')
 LIST_10 = ("GET", "/messages/?limit=10", "")
+API_SCENARIOS = {"message": MESSAGE, "last": LAST_10, "list": LIST_10}  # scenarios 1-3
+
+
+@dataclass(frozen=True)
+class Against:
+    """Scenario 9's figures for one scenario: before (an earlier revision), now, and the median of
+    the runs' ratios of now to before."""
+
+    before: Load
+    now: Load
+    ratio: float
 
 
 class Bench:
@@ -77,8 +90,10 @@ class Bench:
         )
 
     @contextmanager
-    def api(self, redis_url: str, workers: int, **extra: str) -> Iterator[Server]:
-        """The service, started as `make run` starts it."""
+    def api(
+        self, redis_url: str, workers: int, *, code: Path = ROOT, **extra: str
+    ) -> Iterator[Server]:
+        """The service, started as `make run` starts it, from the work tree `code`."""
         port = free_port()
         env = service_env(
             port,
@@ -87,10 +102,11 @@ class Bench:
             JWT_SECRET=secrets.token_urlsafe(48),
             BCRYPT_ROUNDS="12",
             MESSAGE_HISTORY_LIMIT="1000",
+            PYTHONPATH=str(code),
             **extra,
         )
         base = f"http://127.0.0.1:{port}"
-        with process([sys.executable, "run.py"], env, base + "/healthz") as pid:
+        with process([sys.executable, "run.py"], env, base + "/healthz", cwd=code) as pid:
             yield Server(base, pid)
 
     @contextmanager
@@ -136,7 +152,7 @@ class Bench:
             self.flush()
             with self.api(redis_url, workers) as server:
                 token = self.user(server.base, "bencher")
-                for name, scenario in (("message", MESSAGE), ("last", LAST_10), ("list", LIST_10)):
+                for name, scenario in API_SCENARIOS.items():
                     samples[name].append(self.measured(server, scenario, token))
         for name, loads in samples.items():
             errors = sum(load.errors for load in loads)
@@ -155,13 +171,13 @@ class Bench:
         cluster = start_cluster(self.workdir / "cluster")
         try:
             for _ in range(self.runs):
-                for kind, url, extra in (
-                    ("single", redis_url, {}),
-                    ("cluster", cluster.url, {"REDIS_CLUSTER": "true"}),
+                for kind, url, is_cluster in (
+                    ("single", redis_url, "false"),
+                    ("cluster", cluster.url, "true"),
                 ):
                     self.flush()
                     cluster.flush()
-                    with self.api(url, 1, **extra) as server:
+                    with self.api(url, 1, REDIS_CLUSTER=is_cluster) as server:
                         token = self.user(server.base, "bencher")
                         for name, scenario in (("message", MESSAGE), ("last", LAST_10)):
                             samples[f"{kind} {name}"].append(
@@ -173,6 +189,30 @@ class Bench:
             errors = sum(load.errors for load in loads)
             self.checks.append((f"{name} (scenario 8): no errors", errors == 0))
         return {name: median(loads) for name, loads in samples.items()}
+
+    def against(self, redis_url: str, code: Path) -> dict[str, Against]:
+        """Scenario 9: scenarios 1-3 on one Redis, 1 worker, served by the work tree `code` (an
+        earlier revision) and by this one, in alternating order from one run to the next."""
+        samples: dict[str, dict[str, list[Load]]] = {"before": {}, "now": {}}
+        for run in range(self.runs):
+            order = [("before", code), ("now", ROOT)]
+            for who, tree in order if run % 2 == 0 else reversed(order):
+                self.flush()
+                with self.api(redis_url, 1, code=tree) as server:
+                    token = self.user(server.base, "bencher")
+                    for name, scenario in API_SCENARIOS.items():
+                        load = self.measured(server, scenario, token)
+                        samples[who].setdefault(name, []).append(load)
+        figures = {}
+        for name in API_SCENARIOS:
+            before, now = samples["before"][name], samples["now"][name]
+            errors = sum(load.errors for load in before + now)
+            self.checks.append((f"{name} (scenario 9): no errors", errors == 0))
+            # Each run's two figures were measured minutes apart at most: their ratio drifts
+            # less than either figure does.
+            ratios = [b.rps / a.rps for a, b in zip(before, now, strict=True)]
+            figures[name] = Against(median(before), median(now), statistics.median(ratios))
+        return figures
 
     def metrics_cost(self, redis_url: str) -> tuple[Load, Load]:
         """Scenario 7: `POST /message/` with metrics kept and with METRICS=false, alternating."""
