@@ -35,8 +35,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(args.seconds, args.runs, Path(tmp))
         with bench.redis() as redis_url:
-            one = bench.throughput(redis_url, 1)
-            two = bench.throughput(redis_url, 2)
+            one, two = bench.throughput(redis_url)
             idle, during, logins = bench.login_flood(redis_url)
             short, long = bench.history_cost(redis_url)
             mem_1x, mem_2x, length = bench.memory_per_user(redis_url)

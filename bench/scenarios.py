@@ -143,21 +143,28 @@ class Bench:
         token: str = post(base + "/login/", {"name": name, "password": PASSWORD})["token"]
         return token
 
-    def throughput(self, redis_url: str, workers: int) -> dict[str, Load]:
-        """Scenarios 1-3 and the bare ceiling: the medians of alternating runs."""
-        samples: dict[str, list[Load]] = {"bare": [], "message": [], "last": [], "list": []}
+    def throughput(self, redis_url: str) -> tuple[dict[str, Load], dict[str, Load]]:
+        """Scenarios 1-3 and the bare ceiling, with 1 worker and with 2: the medians of
+        alternating runs. Every run measures both, so a 2-worker gain divides figures taken a
+        minute apart, not a whole phase of the bench apart (the machine drifts meanwhile)."""
+        samples: dict[int, dict[str, list[Load]]] = {
+            workers: {"bare": [], "message": [], "last": [], "list": []} for workers in (1, 2)
+        }
         for _ in range(self.runs):
-            with self.bare(workers) as server:
-                samples["bare"].append(self.measured(server, BARE, ""))
-            self.flush()
-            with self.api(redis_url, workers) as server:
-                token = self.user(server.base, "bencher")
-                for name, scenario in API_SCENARIOS.items():
-                    samples[name].append(self.measured(server, scenario, token))
-        for name, loads in samples.items():
-            errors = sum(load.errors for load in loads)
-            self.checks.append((f"{name}, {workers} worker(s): no errors", errors == 0))
-        return {name: median(loads) for name, loads in samples.items()}
+            for workers, loads in samples.items():
+                with self.bare(workers) as server:
+                    loads["bare"].append(self.measured(server, BARE, ""))
+                self.flush()
+                with self.api(redis_url, workers) as server:
+                    token = self.user(server.base, "bencher")
+                    for name, scenario in API_SCENARIOS.items():
+                        loads[name].append(self.measured(server, scenario, token))
+        for workers, loads in samples.items():
+            for name, runs in loads.items():
+                errors = sum(load.errors for load in runs)
+                self.checks.append((f"{name}, {workers} worker(s): no errors", errors == 0))
+        one, two = ({name: median(runs) for name, runs in samples[w].items()} for w in (1, 2))
+        return one, two
 
     def cluster_cost(self, redis_url: str) -> dict[str, Load]:
         """Scenario 8: `POST /message/` and `last 10` on one Redis and on a 3-master cluster,
