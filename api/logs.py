@@ -65,7 +65,6 @@ class Access(NamedTuple):
     """One answered request, as the access log tells it (never a query, header or body)."""
 
     # A tuple: made for every request, and a frozen dataclass costs a call per field to make.
-
     method: str
     path: str
     route: str
