@@ -143,26 +143,36 @@ class Bench:
         token: str = post(base + "/login/", {"name": name, "password": PASSWORD})["token"]
         return token
 
+    def api_scenarios(
+        self, redis_url: str, workers: int, loads: dict[str, list[Load]], *, code: Path = ROOT
+    ) -> None:
+        """One run of scenarios 1-3 on a service of `code` started afresh on an empty Redis, each
+        load appended to its scenario's list in `loads`."""
+        self.flush()
+        with self.api(redis_url, workers, code=code) as server:
+            token = self.user(server.base, "bencher")
+            for name, scenario in API_SCENARIOS.items():
+                loads[name].append(self.measured(server, scenario, token))
+
+    def no_errors(self, label: str, loads: list[Load]) -> None:
+        """Check that none of `loads` met an error."""
+        self.checks.append((f"{label}: no errors", sum(load.errors for load in loads) == 0))
+
     def throughput(self, redis_url: str) -> tuple[dict[str, Load], dict[str, Load]]:
         """Scenarios 1-3 and the bare ceiling, with 1 worker and with 2: the medians of
         alternating runs. Every run measures both, so a 2-worker gain divides figures taken a
         minute apart, not a whole phase of the bench apart (the machine drifts meanwhile)."""
         samples: dict[int, dict[str, list[Load]]] = {
-            workers: {"bare": [], "message": [], "last": [], "list": []} for workers in (1, 2)
+            workers: {"bare": [], **{name: [] for name in API_SCENARIOS}} for workers in (1, 2)
         }
         for _ in range(self.runs):
             for workers, loads in samples.items():
                 with self.bare(workers) as server:
                     loads["bare"].append(self.measured(server, BARE, ""))
-                self.flush()
-                with self.api(redis_url, workers) as server:
-                    token = self.user(server.base, "bencher")
-                    for name, scenario in API_SCENARIOS.items():
-                        loads[name].append(self.measured(server, scenario, token))
+                self.api_scenarios(redis_url, workers, loads)
         for workers, loads in samples.items():
             for name, runs in loads.items():
-                errors = sum(load.errors for load in runs)
-                self.checks.append((f"{name}, {workers} worker(s): no errors", errors == 0))
+                self.no_errors(f"{name}, {workers} worker(s)", runs)
         one, two = ({name: median(runs) for name, runs in samples[w].items()} for w in (1, 2))
         return one, two
 
@@ -193,28 +203,23 @@ class Bench:
         finally:
             cluster.stop()
         for name, loads in samples.items():
-            errors = sum(load.errors for load in loads)
-            self.checks.append((f"{name} (scenario 8): no errors", errors == 0))
+            self.no_errors(f"{name} (scenario 8)", loads)
         return {name: median(loads) for name, loads in samples.items()}
 
     def against(self, redis_url: str, code: Path) -> dict[str, Against]:
         """Scenario 9: scenarios 1-3 on one Redis, 1 worker, served by the work tree `code` (an
         earlier revision) and by this one, in alternating order from one run to the next."""
-        samples: dict[str, dict[str, list[Load]]] = {"before": {}, "now": {}}
+        samples: dict[str, dict[str, list[Load]]] = {
+            who: {name: [] for name in API_SCENARIOS} for who in ("before", "now")
+        }
         for run in range(self.runs):
             order = [("before", code), ("now", ROOT)]
             for who, tree in order if run % 2 == 0 else reversed(order):
-                self.flush()
-                with self.api(redis_url, 1, code=tree) as server:
-                    token = self.user(server.base, "bencher")
-                    for name, scenario in API_SCENARIOS.items():
-                        load = self.measured(server, scenario, token)
-                        samples[who].setdefault(name, []).append(load)
+                self.api_scenarios(redis_url, 1, samples[who], code=tree)
         figures = {}
         for name in API_SCENARIOS:
             before, now = samples["before"][name], samples["now"][name]
-            errors = sum(load.errors for load in before + now)
-            self.checks.append((f"{name} (scenario 9): no errors", errors == 0))
+            self.no_errors(f"{name} (scenario 9)", before + now)
             # Each run's two figures were measured minutes apart at most: their ratio drifts
             # less than either figure does.
             ratios = [b.rps / a.rps for a, b in zip(before, now, strict=True)]
