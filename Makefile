@@ -59,8 +59,8 @@ clean:
 fuzz: $(DEV)
 	$(BIN)/python -m scripts.fuzz --max-time 150
 
-## bench: wrk against the API and a bare Sanic endpoint; writes bench/RESULTS.md (about 8 minutes);
-## RUNS=5 for more alternating runs, BASELINE=<git revision> to compare scenarios 1-3 with its service
+## bench: wrk against the API and a bare Sanic endpoint; writes bench/RESULTS.md (about 10 minutes);
+## RUNS=5 for more rounds (3), BASELINE=<git revision> to compare scenarios 1-3 with its service
 bench: $(RUNTIME)
 	@for tool in wrk redis-server redis-cli; do command -v $$tool >/dev/null || \
 	  { echo "make bench needs $$tool: apt-get install wrk redis-server"; exit 1; }; done

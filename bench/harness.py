@@ -79,6 +79,21 @@ def median(loads: list[Load]) -> Load:
 
 
 @dataclass(frozen=True)
+class Rounds:
+    """Loads measured in rounds (`Bench.rounds`): for each round, each job's load by its label."""
+
+    each: list[dict[str, Load]]
+
+    def median(self, label: str) -> Load:
+        """The job's figures, each the median over the rounds."""
+        return median([loads[label] for loads in self.each])
+
+    def ratios(self, numerator: str, denominator: str) -> list[float]:
+        """Each round's throughput of one job divided by another's, measured seconds apart."""
+        return [loads[numerator].rps / loads[denominator].rps for loads in self.each]
+
+
+@dataclass(frozen=True)
 class Server:
     """A server started for the bench: its base URL, and its pid (which leads its session)."""
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from bench.harness import (
     WRK_SCRIPT,
     Cpu,
     Load,
+    Rounds,
     Server,
     children_cpu,
     median,
@@ -48,14 +48,7 @@ LIST_10 = ("GET", "/messages/?limit=10", "")
 API_SCENARIOS = {"message": MESSAGE, "last": LAST_10, "list": LIST_10}  # scenarios 1-3
 
 
-@dataclass(frozen=True)
-class Against:
-    """Scenario 9's figures for one scenario: before (an earlier revision), now, and the median of
-    the runs' ratios of now to before."""
-
-    before: Load
-    now: Load
-    ratio: float
+Job = tuple[Server, tuple[str, str, str], str]  # a server, a scenario and a token for wrk
 
 
 class Bench:
@@ -143,99 +136,98 @@ class Bench:
         token: str = post(base + "/login/", {"name": name, "password": PASSWORD})["token"]
         return token
 
-    def api_scenarios(
-        self, redis_url: str, workers: int, loads: dict[str, list[Load]], *, code: Path = ROOT
-    ) -> None:
-        """One run of scenarios 1-3 on a service of `code` started afresh on an empty Redis, each
-        load appended to its scenario's list in `loads`."""
-        self.flush()
-        with self.api(redis_url, workers, code=code) as server:
-            token = self.user(server.base, "bencher")
-            for name, scenario in API_SCENARIOS.items():
-                loads[name].append(self.measured(server, scenario, token))
+    def rounds(self, jobs: dict[str, Job]) -> Rounds:
+        """Every job measured in `self.runs` rounds, on servers that stay up throughout: a round
+        runs the jobs in their order, then in the reverse order, so that a steady drift of the
+        machine weighs the same on every job; a round's figure of a job is the mean of its two."""
+        for server, scenario, token in jobs.values():  # warm-up, not measured
+            method, path, body = scenario
+            wrk(server.base + path, self.script, seconds=1, method=method, body=body, token=token)
+        order = list(jobs)
+        rounds = Rounds([])
+        for _ in range(self.runs):
+            pairs: dict[str, list[Load]] = {label: [] for label in order}
+            for label in order + order[::-1]:
+                pairs[label].append(self.measured(*jobs[label]))
+            rounds.each.append({label: median(pair) for label, pair in pairs.items()})
+        for label in order:
+            self.no_errors(label, [loads[label] for loads in rounds.each])
+        return rounds
+
+    def api_jobs(self, server: Server, suffix: str) -> dict[str, Job]:
+        """Scenarios 1-3 on `server` for a new user, labelled "<scenario> <suffix>"."""
+        token = self.user(server.base, f"bencher-{suffix}".replace(" ", "-"))
+        return {
+            f"{name} {suffix}": (server, scenario, token)
+            for name, scenario in API_SCENARIOS.items()
+        }
 
     def no_errors(self, label: str, loads: list[Load]) -> None:
         """Check that none of `loads` met an error."""
         self.checks.append((f"{label}: no errors", sum(load.errors for load in loads) == 0))
 
-    def throughput(self, redis_url: str) -> tuple[dict[str, Load], dict[str, Load]]:
-        """Scenarios 1-3 and the bare ceiling, with 1 worker and with 2: the medians of
-        alternating runs. Every run measures both, so a 2-worker gain divides figures taken a
-        minute apart, not a whole phase of the bench apart (the machine drifts meanwhile)."""
-        samples: dict[int, dict[str, list[Load]]] = {
-            workers: {"bare": [], **{name: [] for name in API_SCENARIOS}} for workers in (1, 2)
-        }
-        for _ in range(self.runs):
-            for workers, loads in samples.items():
-                with self.bare(workers) as server:
-                    loads["bare"].append(self.measured(server, BARE, ""))
-                self.api_scenarios(redis_url, workers, loads)
-        for workers, loads in samples.items():
-            for name, runs in loads.items():
-                self.no_errors(f"{name}, {workers} worker(s)", runs)
-        one, two = ({name: median(runs) for name, runs in samples[w].items()} for w in (1, 2))
-        return one, two
+    def throughput(self, redis_url: str) -> Rounds:
+        """Scenarios 1-3 and the bare ceiling, with 1 worker and with 2 ("message 1", "bare 2"...),
+        all four servers up at once: a 2-worker gain divides figures taken seconds apart."""
+        self.flush()
+        with ExitStack() as stack:
+            jobs: dict[str, Job] = {}
+            for workers in (1, 2):
+                jobs[f"bare {workers}"] = (stack.enter_context(self.bare(workers)), BARE, "")
+                server = stack.enter_context(self.api(redis_url, workers))
+                jobs.update(self.api_jobs(server, str(workers)))
+            return self.rounds(_side_by_side(jobs))
 
-    def cluster_cost(self, redis_url: str) -> dict[str, Load]:
-        """Scenario 8: `POST /message/` and `last 10` on one Redis and on a 3-master cluster,
-        1 worker, alternating (one user: its requests go to the master of its slot)."""
-        samples: dict[str, list[Load]] = {
-            "single message": [],
-            "single last": [],
-            "cluster message": [],
-            "cluster last": [],
-        }
+    def cluster_cost(self, redis_url: str) -> Rounds:
+        """Scenario 8: `POST /message/` and `last 10` on one Redis and on a 3-master cluster
+        ("single message", "cluster last"...), 1 worker (one user each: its requests go to the
+        master of its slot)."""
+        self.flush()
         cluster = start_cluster(self.workdir / "cluster")
         try:
-            for _ in range(self.runs):
-                for kind, url, is_cluster in (
-                    ("single", redis_url, "false"),
-                    ("cluster", cluster.url, "true"),
-                ):
-                    self.flush()
-                    cluster.flush()
-                    with self.api(url, 1, REDIS_CLUSTER=is_cluster) as server:
-                        token = self.user(server.base, "bencher")
-                        for name, scenario in (("message", MESSAGE), ("last", LAST_10)):
-                            samples[f"{kind} {name}"].append(
-                                self.load(server.base, scenario, token)
-                            )
+            with (
+                self.api(redis_url, 1) as single,
+                self.api(cluster.url, 1, REDIS_CLUSTER="true") as clustered,
+            ):
+                jobs: dict[str, Job] = {}
+                for kind, server in (("single", single), ("cluster", clustered)):
+                    token = self.user(server.base, f"bencher-{kind}")
+                    jobs[f"message {kind}"] = (server, MESSAGE, token)
+                    jobs[f"last {kind}"] = (server, LAST_10, token)
+                return self.rounds(_side_by_side(jobs))
         finally:
             cluster.stop()
-        for name, loads in samples.items():
-            self.no_errors(f"{name} (scenario 8)", loads)
-        return {name: median(loads) for name, loads in samples.items()}
 
-    def against(self, redis_url: str, code: Path) -> dict[str, Against]:
+    def against(self, redis_url: str, code: Path) -> Rounds:
         """Scenario 9: scenarios 1-3 on one Redis, 1 worker, served by the work tree `code` (an
-        earlier revision) and by this one, in alternating order from one run to the next."""
-        samples: dict[str, dict[str, list[Load]]] = {
-            who: {name: [] for name in API_SCENARIOS} for who in ("before", "now")
-        }
-        for run in range(self.runs):
-            order = [("before", code), ("now", ROOT)]
-            for who, tree in order if run % 2 == 0 else reversed(order):
-                self.api_scenarios(redis_url, 1, samples[who], code=tree)
-        figures = {}
-        for name in API_SCENARIOS:
-            before, now = samples["before"][name], samples["now"][name]
-            self.no_errors(f"{name} (scenario 9)", before + now)
-            # Each run's two figures were measured minutes apart at most: their ratio drifts
-            # less than either figure does.
-            ratios = [b.rps / a.rps for a, b in zip(before, now, strict=True)]
-            figures[name] = Against(median(before), median(now), statistics.median(ratios))
-        return figures
+        earlier revision) and by this one ("message before", "message now"...), and by a second
+        service of this one ("message again"): how far apart the same code lands is the floor
+        under which no difference can be told."""
+        self.flush()
+        with (
+            self.api(redis_url, 1, code=code) as before,
+            self.api(redis_url, 1) as now,
+            self.api(redis_url, 1) as again,
+        ):
+            jobs = {
+                **self.api_jobs(before, "before"),
+                **self.api_jobs(now, "now"),
+                **self.api_jobs(again, "again"),
+            }
+            return self.rounds(_side_by_side(jobs))
 
-    def metrics_cost(self, redis_url: str) -> tuple[Load, Load]:
-        """Scenario 7: `POST /message/` with metrics kept and with METRICS=false, alternating."""
-        samples: dict[str, list[Load]] = {"true": [], "false": []}
-        for _ in range(self.runs):
-            for metrics in ("true", "false"):
-                self.flush()
-                with self.api(redis_url, 1, METRICS=metrics) as server:
-                    token = self.user(server.base, "bencher")
-                    samples[metrics].append(self.load(server.base, MESSAGE, token))
-        return median(samples["true"]), median(samples["false"])
+    def metrics_cost(self, redis_url: str) -> Rounds:
+        """Scenario 7: `POST /message/` with metrics kept ("metrics") and with METRICS=false
+        ("no metrics")."""
+        self.flush()
+        with (
+            self.api(redis_url, 1, METRICS="true") as kept,
+            self.api(redis_url, 1, METRICS="false") as off,
+        ):
+            jobs: dict[str, Job] = {}
+            for label, server in (("metrics", kept), ("no metrics", off)):
+                jobs[label] = (server, MESSAGE, self.user(server.base, label.replace(" ", "-")))
+            return self.rounds(jobs)
 
     def login_flood(self, redis_url: str) -> tuple[Load, Load, Load]:
         """Scenario 4: /message/ latency idle, then during 16 clients logging in at cost 12."""
@@ -315,3 +307,9 @@ class Bench:
             if line.startswith("cmdstat_lpush:"):
                 return int(line.split("calls=", 1)[1].split(",", 1)[0])
         return 0
+
+
+def _side_by_side(jobs: dict[str, Job]) -> dict[str, Job]:
+    """`jobs` ("message 1", "bare 1", "message 2"...) with those of one scenario next to each
+    other, in their order: the ratios that count are between them."""
+    return {label: jobs[label] for label in sorted(jobs, key=lambda label: label.split()[0])}
