@@ -66,9 +66,10 @@ bench: $(RUNTIME)
 	  { echo "make bench needs $$tool: apt-get install wrk redis-server"; exit 1; }; done
 	$(BIN)/python -m bench.run_bench $(if $(RUNS),--runs $(RUNS)) $(if $(BASELINE),--baseline $(BASELINE))
 
-## instructions: CPU instructions per request under callgrind, for git revisions REVS (default: this tree)
+## instructions: CPU instructions per request under callgrind, for git revisions REVS (default: this tree);
+## WORKERS=2 counts the service with 2 workers (all its processes)
 instructions: $(RUNTIME)
-	$(BIN)/python -m bench.instructions $(REVS)
+	$(BIN)/python -m bench.instructions $(if $(WORKERS),--workers $(WORKERS)) $(REVS)
 
 ## soak: steady load for SOAK_MINUTES (20) on one Redis and a cluster, with faults; writes bench/SOAK.md
 soak: $(DEV)

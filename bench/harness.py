@@ -110,17 +110,24 @@ def _cpu_of(stat: str) -> tuple[int, float]:
     return int(fields[3]), (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def session_cpu(session: int) -> float:
-    """CPU seconds used so far by the live processes of a session (a server and its workers)."""
-    total = 0.0
+def _sessions() -> Iterator[tuple[int, int, float]]:
+    # Each live process: its pid, its session and the CPU seconds it has used.
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             sid, seconds = _cpu_of(stat.read_text())
         except (OSError, IndexError, ValueError):  # the process ended meanwhile
             continue
-        if sid == session:
-            total += seconds
-    return total
+        yield int(stat.parent.name), sid, seconds
+
+
+def session_cpu(session: int) -> float:
+    """CPU seconds used so far by the live processes of a session (a server and its workers)."""
+    return sum(seconds for _, sid, seconds in _sessions() if sid == session)
+
+
+def session_pids(session: int) -> list[int]:
+    """The live processes of a session."""
+    return sorted(pid for pid, sid, _ in _sessions() if sid == session)
 
 
 def process_cpu(pid: int) -> float:

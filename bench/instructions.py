@@ -2,9 +2,15 @@
 
 Throughput on this machine drifts by a third from one hour to the next, and a same-run A/B of two
 builds still spreads ±10 % from one pair of runs to the next. Instructions do not drift: each
-revision's service (1 worker) runs under valgrind's callgrind, counting only while a fixed number of
-requests is served over keep-alive connections, so a difference of 1 % between two builds shows.
-It counts the service's process only (not Redis, not the client), and says nothing of waiting.
+revision's service runs under valgrind's callgrind, counting only while a fixed number of requests
+is served over keep-alive connections, so a difference of 1 % between two builds shows. It counts
+the service's processes only (not Redis, not the client), net of what they count per second while
+idle, and says nothing of waiting.
+
+With `--workers 2` every process of the service is counted (the main one and its workers): set
+against the same count with 1 worker, it shows what a request costs more when workers share the
+load, which is what scaling with the cores needs and what throughput on a 2-core machine that
+also runs Redis and the load generator cannot show.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.harness import checkout, process, require
+from bench.harness import checkout, process, require, session_pids
 from bench.scenarios import LAST_10, LIST_10, MESSAGE, PASSWORD
 from scripts.local import (
     free_port,
@@ -32,6 +39,13 @@ from scripts.local import (
 
 SCENARIOS = {"message": MESSAGE, "last": LAST_10, "list": LIST_10}
 WARM_UP = 400  # requests before counting starts (first calls load scripts, caches fill)
+IDLE = 10.0  # seconds counted with no request, to learn what the service does by the clock
+# run.py, with Sanic's worker manager waiting as long as it takes for the workers to start: it gives
+# them 30 s (a class constant), and under callgrind they take longer.
+SLOW_WORKERS = (
+    "import runpy, sanic.worker.manager as manager; manager.WorkerManager.THRESHOLD = 10**6; "
+    "runpy.run_path('run.py', run_name='__main__')"
+)
 
 
 async def drive(port: int, token: str, scenario: tuple[str, str, str], n: int, c: int) -> None:
@@ -60,73 +74,120 @@ async def drive(port: int, token: str, scenario: tuple[str, str, str], n: int, c
 
 
 class Counted:
-    """A service under callgrind, whose count of instructions can be zeroed and read."""
+    """A service under callgrind (every process of its session), whose count of instructions can
+    be zeroed and read."""
 
-    def __init__(self, pid: int, out: Path, env: dict[str, str]) -> None:
-        self.pid, self.out, self.env = pid, out, env
+    def __init__(self, session: int, outdir: Path, env: dict[str, str]) -> None:
+        self.session, self.outdir, self.env = session, outdir, env
 
-    def _control(self, option: str) -> None:
+    def _control(self, option: str, pid: int) -> None:
         # callgrind_control finds the process by a name built from $HOST, which run.py's
         # environment sets: it must see the same.
         done = subprocess.run(
-            ["callgrind_control", option, str(self.pid)],
+            ["callgrind_control", option, str(pid)],
             env=self.env,
             capture_output=True,
             text=True,
             check=False,
         )
         if "OK" not in done.stdout or "error" in done.stdout:
-            raise RuntimeError(f"callgrind_control {option}: {done.stdout}{done.stderr}")
+            raise RuntimeError(f"callgrind_control {option} {pid}: {done.stdout}{done.stderr}")
 
     def zero(self) -> None:
         """Start counting from zero."""
-        self._control("-z")
+        for pid in session_pids(self.session):
+            self._control("-z", pid)
 
-    def read(self) -> int:
-        """Instructions since the last zero."""
-        self._control("-d")
-        # callgrind numbers its dumps: <out>.1, <out>.2, ...
-        dumps = sorted(self.out.parent.glob(self.out.name + ".*"), key=lambda p: int(p.suffix[1:]))
-        match = re.search(r"^(?:totals|summary): (\d+)", dumps[-1].read_text(), re.MULTILINE)
-        if match is None:
-            raise RuntimeError(f"no total in {dumps[-1]}")
-        return int(match.group(1))
+    def each(self) -> list[int]:
+        """Instructions since the last zero, process by process."""
+        counts = []
+        for pid in session_pids(self.session):
+            self._control("-d", pid)
+            # callgrind numbers each process's dumps: callgrind.<pid>.1, callgrind.<pid>.2, ...
+            dumps = sorted(
+                self.outdir.glob(f"callgrind.{pid}.*"), key=lambda path: int(path.suffix[1:])
+            )
+            text = dumps[-1].read_text()
+            match = re.search(r"^(?:totals|summary): (\d+)", text, re.MULTILINE)
+            if match is None:
+                raise RuntimeError(f"no total in {dumps[-1]}")
+            counts.append(int(match.group(1)))
+        return counts
+
+    def wait_for_workers(self, workers: int, port: int, token: str) -> None:
+        """Return once requests on new connections reach `workers` processes (under callgrind,
+        a worker can take a minute to start after the first one answers)."""
+        deadline = time.monotonic() + 600
+        while True:
+            self.zero()
+            asyncio.run(drive(port, token, MESSAGE, 100, 8))
+            counts = self.each()
+            # The worker manager's own work is a small fraction of a serving worker's.
+            if sum(count > max(counts) / 10 for count in counts) >= workers:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"requests did not reach {workers} workers: {counts}")
+            time.sleep(5)
 
 
 @contextmanager
-def counted_service(tree: Path, redis_url: str, workdir: Path) -> Iterator[tuple[Counted, int]]:
-    """The service of `tree` (its code, this checkout's virtualenv), 1 worker, under callgrind."""
+def counted_service(
+    tree: Path, redis_url: str, workdir: Path, workers: int
+) -> Iterator[tuple[Counted, int]]:
+    """The service of `tree` (its code, this checkout's virtualenv) under callgrind."""
     port = free_port()
     env = service_env(
         port,
-        WORKERS="1",
+        WORKERS=str(workers),
         REDIS_URL=redis_url,
         JWT_SECRET=secrets.token_urlsafe(48),
         BCRYPT_ROUNDS="4",
         PYTHONPATH=str(tree),
     )
-    out = workdir / f"callgrind.{port}"
-    args = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "run.py"]
-    # Under callgrind the service takes tens of seconds to start.
+    outdir = workdir / f"callgrind-{port}"
+    outdir.mkdir()
+    args = [
+        "valgrind",
+        "--tool=callgrind",
+        "--trace-children=yes",  # the workers, when there are several
+        f"--callgrind-out-file={outdir}/callgrind.%p",
+        sys.executable,
+        *(["run.py"] if workers == 1 else ["-c", SLOW_WORKERS]),
+    ]
+    # Under callgrind the service takes tens of seconds to start (workers, longer).
     with process(args, env, f"http://127.0.0.1:{port}/healthz", cwd=tree, seconds=600) as pid:
-        yield Counted(pid, out, env), port
+        yield Counted(pid, outdir, env), port
 
 
 def measure(
-    tree: Path, redis_url: str, workdir: Path, requests: int, concurrency: int
+    tree: Path, redis_url: str, workdir: Path, requests: int, concurrency: int, workers: int
 ) -> dict[str, float]:
     """Instructions per request of each scenario, for the service of `tree`."""
     figures: dict[str, float] = {}
-    with counted_service(tree, redis_url, workdir) as (service, port):
+    with counted_service(tree, redis_url, workdir, workers) as (service, port):
         base = f"http://127.0.0.1:{port}"
         name = "counter" + secrets.token_hex(4)
         post(base + "/signup/", {"name": name, "password": PASSWORD})
         token: str = post(base + "/login/", {"name": name, "password": PASSWORD})["token"]
+        service.wait_for_workers(workers, port, token)
+        # What the service does by the clock (the worker manager's polling, timers) is not work
+        # per request, and callgrind slows the clock's work down less than the requests': the
+        # count while idle, per second, is taken off each count.
+        service.zero()
+        time.sleep(IDLE)
+        per_second = sum(service.each()) / IDLE
+        print(f"idle: {per_second:,.0f} instructions per second", flush=True)
         for scenario, request in SCENARIOS.items():
             asyncio.run(drive(port, token, request, WARM_UP, concurrency))
             service.zero()
+            started = time.monotonic()
             asyncio.run(drive(port, token, request, requests, concurrency))
-            figures[scenario] = service.read() / requests
+            elapsed = time.monotonic() - started
+            counts = service.each()
+            figures[scenario] = (sum(counts) - per_second * elapsed) / requests
+            if workers > 1:
+                shares = "/".join(f"{count / sum(counts):.0%}" for count in counts)
+                print(f"{scenario}: instructions by process {shares}", flush=True)
     return figures
 
 
@@ -138,6 +199,7 @@ def main() -> int:
     )
     parser.add_argument("--requests", type=int, default=3000, help="requests counted per scenario")
     parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections")
+    parser.add_argument("--workers", type=int, default=1, help="the service's WORKERS")
     args = parser.parse_args()
     require(
         "valgrind",
@@ -156,7 +218,7 @@ def main() -> int:
             for revision in args.revisions:
                 with checkout(revision, workdir) as tree:
                     results[revision] = measure(
-                        tree, redis_url, workdir, args.requests, args.concurrency
+                        tree, redis_url, workdir, args.requests, args.concurrency, args.workers
                     )
                 print(
                     f"{revision}: "
@@ -167,7 +229,10 @@ def main() -> int:
             redis.terminate()
             redis.wait()
     first = results[args.revisions[0]]
-    counted = f"{args.requests} counted, {args.concurrency} connections, 1 worker"
+    counted = (
+        f"{args.requests} counted, {args.concurrency} connections, {args.workers} worker(s), "
+        "net of the idle count"
+    )
     print(f"\ninstructions per request ({counted})")
     print("| revision | " + " | ".join(SCENARIOS) + " |")
     print("|---|" + "---|" * len(SCENARIOS))
