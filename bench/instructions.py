@@ -170,9 +170,9 @@ def measure(
         post(base + "/signup/", {"name": name, "password": PASSWORD})
         token: str = post(base + "/login/", {"name": name, "password": PASSWORD})["token"]
         service.wait_for_workers(workers, port, token)
-        # What the service does by the clock (the worker manager's polling, timers) is not work
-        # per request, and callgrind slows the clock's work down less than the requests': the
-        # count while idle, per second, is taken off each count.
+        # What the service does by the clock (timers, the worker manager's loop) is not work per
+        # request, and under callgrind a counted phase lasts far longer than it would natively:
+        # the count while idle, per second, is taken off each count.
         service.zero()
         time.sleep(IDLE)
         per_second = sum(service.each()) / IDLE

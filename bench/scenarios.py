@@ -144,19 +144,19 @@ class Bench:
             method, path, body = scenario
             wrk(server.base + path, self.script, seconds=1, method=method, body=body, token=token)
         order = list(jobs)
-        rounds = Rounds([])
+        each: list[dict[str, Load]] = []
         for _ in range(self.runs):
             pairs: dict[str, list[Load]] = {label: [] for label in order}
             for label in order + order[::-1]:
                 pairs[label].append(self.measured(*jobs[label]))
-            rounds.each.append({label: median(pair) for label, pair in pairs.items()})
+            each.append({label: median(pair) for label, pair in pairs.items()})
         for label in order:
-            self.no_errors(label, [loads[label] for loads in rounds.each])
-        return rounds
+            self.no_errors(label, [loads[label] for loads in each])
+        return Rounds(each)
 
     def api_jobs(self, server: Server, suffix: str) -> dict[str, Job]:
         """Scenarios 1-3 on `server` for a new user, labelled "<scenario> <suffix>"."""
-        token = self.user(server.base, f"bencher-{suffix}".replace(" ", "-"))
+        token = self.user(server.base, f"bencher-{suffix}")
         return {
             f"{name} {suffix}": (server, scenario, token)
             for name, scenario in API_SCENARIOS.items()
@@ -180,7 +180,7 @@ class Bench:
 
     def cluster_cost(self, redis_url: str) -> Rounds:
         """Scenario 8: `POST /message/` and `last 10` on one Redis and on a 3-master cluster
-        ("single message", "cluster last"...), 1 worker (one user each: its requests go to the
+        ("message single", "last cluster"...), 1 worker (one user each: its requests go to the
         master of its slot)."""
         self.flush()
         cluster = start_cluster(self.workdir / "cluster")
