@@ -117,6 +117,8 @@ class Counted:
     def wait_for_workers(self, workers: int, port: int, token: str) -> None:
         """Return once requests on new connections reach `workers` processes (under callgrind,
         a worker can take a minute to start after the first one answers)."""
+        if workers == 1:
+            return
         deadline = time.monotonic() + 600
         while True:
             self.zero()
