@@ -136,7 +136,10 @@ def test_json_logs_are_one_object_per_line_and_keep_secrets_out(
         time.sleep(0.2)  # the access log is written every 50 ms
     finally:
         output = running.stop()
-    entries = [json.loads(line) for line in output.splitlines() if line.strip()]
+    lines = [line for line in output.splitlines() if line.strip()]
+    # The whole output on failure: a line that is not JSON (a traceback?) says where it came from.
+    assert all(line.startswith("{") for line in lines), output
+    entries = [json.loads(line) for line in lines]
     for entry in entries:
         assert {"time", "level", "logger", "message"} <= set(entry)
     message = next(e for e in entries if e.get("request_id") == "r-1")
