@@ -12,10 +12,11 @@ COPY requirements.lock ./
 RUN pip install --require-hashes -r requirements.lock \
     && useradd --system --uid 10001 --no-create-home app
 
-COPY pyproject.toml README.md run.py ./
+# The service runs from its source tree (as `make run` does): installing the project itself would
+# fetch a build backend on the day the image is built.
+COPY run.py ./
 COPY api ./api
 COPY storage ./storage
-RUN pip install --no-deps .
 
 USER app
 ENV HOST=0.0.0.0 PORT=8000

@@ -2,30 +2,42 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The virtualenv's own pip (the one Python ships), never an upgrade fetched on the day.
+PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint format fuzz bench instructions soak clean lock lock-check
+.PHONY: help run test test-fast lint format fuzz bench instructions soak clean lock lock-check upgrade
+
+## help: list the targets
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(RUNTIME): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Exactly the versions of the locks, with their hashes: a release on PyPI changes nothing here.
+$(RUNTIME): $(LOCK) | $(BIN)/python
+	$(PIP) install --quiet --require-hashes --no-deps -r $(LOCK)
 	touch $@
 
-$(DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(DEV): $(DEV_LOCK) | $(BIN)/python
+	$(PIP) install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
 	touch $@ $(RUNTIME)
 
-## run: install and start the API on $HOST:$PORT (default 127.0.0.1:8000)
+## run: install the runtime lock and start the API on $HOST:$PORT (default 127.0.0.1:8000)
 run: $(RUNTIME)
 	$(BIN)/python run.py
 
-## test: install the dev dependencies and run the whole suite
+## test: install the dev lock and run the whole suite (about 9 minutes here)
 test: $(DEV)
 	$(BIN)/python -m pytest
+
+## test-fast: the suite on fakeredis only, without the services and browsers (the edit-test loop)
+test-fast: $(DEV)
+	$(BIN)/python -m pytest -m "not redis_server and not browser" -q
 
 ## lint: ruff (lint and format check) and mypy --strict
 lint: $(DEV)
@@ -40,18 +52,30 @@ format: $(DEV)
 
 LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes \
 	--custom-compile-command "make lock" --quiet
+# The dev lock is resolved under the runtime lock: both pin every shared package alike.
+COMPILE_RUNTIME = $(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS)
+COMPILE_DEV = $(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS)
 
-## lock: pin the runtime dependencies of pyproject.toml, with hashes, in requirements.lock (the image installs it)
+## lock: pin what pyproject.toml's ranges allow, with hashes, keeping the pins already there:
+##       requirements.lock (the runtime: make run and the image) and requirements-dev.lock (the rest)
 lock: $(DEV)
-	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+	$(COMPILE_RUNTIME) -o $(LOCK)
+	$(COMPILE_DEV) -c $(LOCK) -o $(DEV_LOCK)
 
-## lock-check: fail if requirements.lock is not what `make lock` makes of pyproject.toml (keeping its pins)
+## lock-check: fail if either lock is not what `make lock` makes of pyproject.toml (CI runs it)
 lock-check: $(DEV)
-	@tmp=$$(mktemp -d) && cp requirements.lock $$tmp/requirements.lock && \
-	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o $$tmp/requirements.lock && \
-	diff -u requirements.lock $$tmp/requirements.lock && rm -r $$tmp && \
-	echo "requirements.lock is current"
+	@tmp=$$(mktemp -d) && cp $(LOCK) $(DEV_LOCK) $$tmp/ && \
+	$(COMPILE_RUNTIME) -o $$tmp/$(LOCK) && diff -u $(LOCK) $$tmp/$(LOCK) && \
+	$(COMPILE_DEV) -c $(LOCK) -o $$tmp/$(DEV_LOCK) && diff -u $(DEV_LOCK) $$tmp/$(DEV_LOCK) && \
+	rm -r $$tmp && echo "$(LOCK) and $(DEV_LOCK) are current"
 
+## upgrade: re-resolve both locks to the newest versions the ranges allow, install them, run the suite
+upgrade: $(DEV)
+	$(COMPILE_RUNTIME) --upgrade -o $(LOCK)
+	$(COMPILE_DEV) -c $(LOCK) --upgrade -o $(DEV_LOCK)
+	$(MAKE) test
+
+## clean: remove the virtualenv and the caches
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 

@@ -13,7 +13,7 @@ from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from api import middleware
 from api.context import ApiRequest, App, AppCtx
-from api.errors import JsonErrorHandler
+from api.errors import ERROR_FORMAT, JsonErrorHandler
 from api.logs import AccessLog, configure_logging
 from api.metrics import Metrics
 from api.routes import account, auth, client, docs_ui, health, messages, sessions
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
     configure_logging(settings.log_level, settings.log_format)
     app.config.update(
         {
-            "FALLBACK_ERROR_FORMAT": "json",
+            "FALLBACK_ERROR_FORMAT": ERROR_FORMAT,
             "REQUEST_MAX_SIZE": settings.request_max_size,
             "REQUEST_TIMEOUT": settings.request_timeout,
             "RESPONSE_TIMEOUT": settings.response_timeout,
@@ -173,6 +173,7 @@ def _answer_head_like_get(app: App) -> None:
             f"/{route.path}",
             methods=["HEAD"],
             name=f"head_{route.name.replace('.', '_')}",
+            error_format=ERROR_FORMAT,
         )
 
 

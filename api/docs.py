@@ -13,7 +13,7 @@ from sanic_ext import openapi
 from sanic_ext.extensions.openapi.builders import OperationStore
 from sanic_ext.extensions.openapi.types import Integer
 
-from api.errors import ErrorCode
+from api.errors import ERROR_FORMAT, ErrorCode
 from api.validation import (
     NAME_MAX_CHARS,
     NAME_PATTERN,
@@ -294,7 +294,7 @@ def add_route(bp: Blueprint, method: str, path: str, handler: Handler, doc: Doc)
         for scheme in SECURITY_SCHEMES:
             documented = openapi.secured(scheme)(documented)
     documented = openapi.tag(doc.tag)(openapi.summary(doc.summary)(documented))
-    bp.add_route(documented, path, methods=[method])
+    bp.add_route(documented, path, methods=[method], error_format=ERROR_FORMAT)
 
 
 def limit_schema(maximum: int) -> Any:

@@ -30,6 +30,12 @@ from storage.errors import (
 
 logger = logging.getLogger("api.errors")
 
+# Every route names its error format: Sanic otherwise guesses one from each handler's source with
+# ast.parse when the route is registered, which costs start-up time and, with another thread
+# parsing at the same moment, fails on CPython 3.11 ("AST constructor recursion depth mismatch",
+# python/cpython#106905). The handler below answers JSON whatever the format says.
+ERROR_FORMAT = "json"
+
 
 class ErrorCode(Enum):
     """Every error code the API answers with: its status and what it means. The raising code,

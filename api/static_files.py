@@ -14,6 +14,8 @@ from sanic.exceptions import NotFound
 from sanic.response import raw
 from sanic_ext import openapi
 
+from api.errors import ERROR_FORMAT
+
 # Scripts, styles, images and calls from the service's own origin only; no inline script or style,
 # no plugins, no framing, no form posting elsewhere.
 STRICT_POLICY = (
@@ -77,11 +79,18 @@ def static_blueprint(
         return found.response(request, headers)
 
     bp = Blueprint(name)
-    bp.add_route(openapi.exclude()(serve_index), index[0], methods=["GET"], name="index")
+    bp.add_route(
+        openapi.exclude()(serve_index),
+        index[0],
+        methods=["GET"],
+        name="index",
+        error_format=ERROR_FORMAT,
+    )
     bp.add_route(
         openapi.exclude()(serve_asset),
         f"{assets_prefix}/<asset:str>",
         methods=["GET"],
         name="asset",
+        error_format=ERROR_FORMAT,
     )
     return bp

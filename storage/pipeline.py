@@ -429,9 +429,10 @@ class AutoPipeline:
             try:
                 result = await bounded(script(keys=keys, args=args))
             except (AttributeError, TypeError) as exc:
-                # redis-py 8.1 lets a connection closed under a call escape as these (its
-                # cluster client closes every connection on CLUSTERDOWN while others use them:
-                # redis/redis-py#3546, #4287): the connection was lost, not the request wrong.
+                # redis-py 8.1 lets a write to a connection closed under the call escape as these
+                # (redis/redis-py#4287, fixed in 8.2 by #4288; 8.1's cluster client also closes
+                # every connection on CLUSTERDOWN while others use them): the connection was
+                # lost, not the request wrong.
                 if not future.done():
                     lost = rex.ConnectionError(f"the connection was closed under the call: {exc}")
                     lost.__cause__ = exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
@@ -20,6 +21,8 @@ import fakeredis
 import httpx
 import jwt
 import pytest
+import sanic.mixins.routes as sanic_routes
+import sanic.touchup.schemes.base as sanic_touchup_base
 from sanic import Sanic
 from sanic.server import AsyncioServer
 
@@ -45,6 +48,27 @@ from storage.connection import Client, create_memory_redis, create_redis
 T = TypeVar("T")
 # Many apps of one name in this process: Sanic's own test mode allows it.
 Sanic.test_mode = True
+
+# CPython 3.11 keeps the depth of the syntax tree ast.parse is building in state that every thread
+# shares: a thread that parses while another's parse is paused (a garbage collection running a
+# finalizer mid-parse lets the GIL go) resets it, and the paused one fails with "SystemError: AST
+# constructor recursion depth mismatch" (python/cpython#106905). A service parses in one thread
+# only; the tests serve many apps, each in a thread of its own, and Sanic parses source when a
+# server starts (TouchUp, the router) and when sanic-ext registers its route, and 3.11's traceback
+# module parses each line it underlines. So in this process every parse waits for the one under
+# way (tests/test_harness.py interleaves two parses to prove it).
+PARSE_LOCK = threading.RLock()
+UNLOCKED_PARSE = ast.parse
+
+
+def _parse_alone(*args: Any, **kwargs: Any) -> Any:
+    with PARSE_LOCK:
+        return UNLOCKED_PARSE(*args, **kwargs)
+
+
+# ast itself, and the modules that bound the name before this file ran.
+for _module in (ast, sanic_routes, sanic_touchup_base):
+    setattr(_module, "parse", _parse_alone)  # noqa: B010 (mypy: not an exported name)
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 PASSWORD = "correct horse battery"
 

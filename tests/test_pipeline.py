@@ -264,21 +264,84 @@ async def test_calls_of_one_loop_iteration_go_out_as_one_batch(server: RedisServ
 
 
 class FakeRedis:
-    """A server that says OK to redis-py's handshake and answers PING with `data`; it counts
-    the connections it gets."""
+    """A server that speaks redis-py's connection handshake as Redis 7 does (`HELLO` 2 or 3,
+    `AUTH`, `CLIENT SETNAME` and `SETINFO`, `SELECT`, a `PING` health check) and answers the
+    command `GET probe` with `data`, whatever it is; it counts the connections it gets.
+
+    Whichever of these a redis-py release sends while connecting (8.x asks for RESP3 with
+    `HELLO 3`; 8.2 falls back to RESP2 when that is refused), the connection is set up as with a
+    real server, so what the tests see is the pipeline's own handling of `data`.
+    """
+
+    HELLO_FIELDS = (
+        ("server", "redis"),
+        ("version", "7.0.15"),
+        ("proto", None),
+        ("id", 1),
+        ("mode", "standalone"),
+        ("role", "master"),
+        ("modules", ()),
+    )
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.connections = 0
+        self.commands: list[list[bytes]] = []
+
+    @classmethod
+    def hello(cls, protocol: int) -> bytes:
+        """HELLO's reply: a map in RESP3, a flat array in RESP2."""
+        parts = []
+        for key, value in cls.HELLO_FIELDS:
+            parts.append(b"$%d\r\n%s\r\n" % (len(key), key.encode()))
+            if value is None:
+                value = protocol
+            if isinstance(value, int):
+                parts.append(b":%d\r\n" % value)
+            elif isinstance(value, str):
+                parts.append(b"$%d\r\n%s\r\n" % (len(value), value.encode()))
+            else:
+                parts.append(b"*0\r\n")
+        head = b"%%%d\r\n" if protocol == 3 else b"*%d\r\n"
+        count = len(cls.HELLO_FIELDS) if protocol == 3 else 2 * len(cls.HELLO_FIELDS)
+        return head % count + b"".join(parts)
+
+    def reply(self, command: list[bytes]) -> bytes:
+        """What Redis would answer to `command` (and `data` to `GET probe`)."""
+        name = command[0].upper()
+        if name == b"HELLO":
+            protocol = int(command[1]) if len(command) > 1 else 2
+            return self.hello(protocol) if protocol in (2, 3) else b"-NOPROTO unsupported\r\n"
+        if name in (b"AUTH", b"SELECT", b"CLIENT"):
+            return b"+OK\r\n"
+        if name == b"PING":
+            return b"+PONG\r\n"
+        if command == [b"GET", b"probe"]:
+            return self.data
+        return b"-ERR unknown command\r\n"
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        while chunk := await reader.read(4096):
-            writer.write(self.data if b"PING" in chunk else b"+OK\r\n" * chunk.count(b"*"))
-            await writer.drain()
+        try:
+            while True:
+                header = await reader.readline()
+                if not header:
+                    return
+                assert header[:1] == b"*", header  # redis-py sends every command as an array
+                command = []
+                for _ in range(int(header[1:])):
+                    size = int((await reader.readline())[1:])
+                    command.append((await reader.readexactly(size + 2))[:-2])
+                self.commands.append(command)
+                writer.write(self.reply(command))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
 
 
-async def _ping_fake(data: bytes, pings: int) -> tuple[list[Any], int]:
+async def _probe_fake(data: bytes, probes: int) -> tuple[list[Any], FakeRedis]:
     fake = FakeRedis(data)
     server = await asyncio.start_server(fake.answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -286,26 +349,35 @@ async def _ping_fake(data: bytes, pings: int) -> tuple[list[Any], int]:
     assert pipe is not None
     replies: list[Any] = []
     try:
-        for _ in range(pings):
-            replies += await asyncio.gather(pipe.call(None, (), ("PING",)), return_exceptions=True)
+        for _ in range(probes):
+            replies += await asyncio.gather(
+                pipe.call(None, (), ("GET", "probe")), return_exceptions=True
+            )
             await asyncio.sleep(0.05)
     finally:
         await pipe.aclose()
         server.close()
-    return replies, fake.connections
+    return replies, fake
+
+
+async def test_the_fake_server_sets_connections_up_as_redis_does() -> None:
+    replies, fake = await _probe_fake(b"$2\r\nok\r\n", probes=2)
+    assert replies == ["ok", "ok"]
+    assert fake.connections == 1  # one line for both calls: the handshake succeeded
+    assert [b"GET", b"probe"] in fake.commands
 
 
 async def test_garbage_fails_the_call_and_drops_the_connection() -> None:
-    replies, connections = await _ping_fake(b"?not RESP\r\n", pings=2)
+    replies, fake = await _probe_fake(b"?not RESP\r\n", probes=2)
     assert all(isinstance(reply, rex.ConnectionError) for reply in replies), replies
     assert "unexpected data" in str(replies[0])
-    assert connections == 2  # the second call needed a new connection
+    assert fake.connections == 2  # the second call needed a new connection
 
 
 async def test_a_reply_nobody_asked_for_drops_the_connection() -> None:
-    replies, connections = await _ping_fake(b"+PONG\r\n+EXTRA\r\n", pings=2)
-    assert replies == ["PONG", "PONG"]  # each call got its own reply
-    assert connections == 2  # the extra reply ended the first connection
+    replies, fake = await _probe_fake(b"+probe\r\n+EXTRA\r\n", probes=2)
+    assert replies == ["probe", "probe"]  # each call got its own reply
+    assert fake.connections == 2  # the extra reply ended the first connection
 
 
 async def test_a_dropped_client_takes_its_pipeline_along(server: RedisServer) -> None:

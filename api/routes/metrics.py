@@ -9,7 +9,7 @@ from sanic.response import raw
 from sanic_ext import openapi
 
 from api.context import ApiRequest
-from api.errors import ApiError, ErrorCode
+from api.errors import ERROR_FORMAT, ApiError, ErrorCode
 from api.metrics import CONTENT_TYPE
 from api.settings import Settings
 
@@ -34,5 +34,11 @@ def blueprint(settings: Settings) -> Blueprint:
 
     bp = Blueprint("metrics")
     # An operator's endpoint in Prometheus's format, not part of the JSON API's document.
-    bp.add_route(openapi.exclude()(metrics), "/metrics", methods=["GET"], name="metrics")
+    bp.add_route(
+        openapi.exclude()(metrics),
+        "/metrics",
+        methods=["GET"],
+        name="metrics",
+        error_format=ERROR_FORMAT,
+    )
     return bp
