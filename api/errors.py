@@ -13,6 +13,7 @@ from sanic.handlers import ErrorHandler
 
 from api.context import AppCtx
 from api.hashing import HasherBusy
+from api.logs import printable
 from api.responses import json
 from api.security import TokenError
 from storage.errors import (
@@ -242,7 +243,9 @@ def to_api_error(exc: BaseException) -> ApiError:
             )
         case SanicException() if 400 <= exc.status_code < 600 and exc.status_code != 500:
             code = _SANIC_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
-            error = ApiError(code, str(exc.message or code.code), exc.headers)
+            # Sanic's messages may quote what the client sent (a method, a path): bytes that
+            # are not UTF-8 among them would make the JSON body fail to serialise.
+            error = ApiError(code, printable(str(exc.message or code.code)), exc.headers)
             error.status = exc.status_code  # http_error stands for any status
             return error
     return ApiError(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred")

@@ -23,6 +23,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 Handler = Callable[..., Coroutine[Any, Any, HTTPResponse]]
 
 
+def bearer_credentials(authorization: str) -> str | None:
+    """The credentials of an `Authorization: Bearer <credentials>` value (the scheme in any case,
+    RFC 9110 11.1), None for another scheme or none at all."""
+    scheme, _, credentials = authorization.strip().partition(" ")
+    credentials = credentials.strip()
+    return credentials if scheme.lower() == "bearer" and credentials else None
+
+
 def header_token(request: ApiRequest) -> str | None:
     """The token of the `token` header, else of `Authorization: Bearer`; 401 if malformed."""
     token: str | None = request.headers.get(TOKEN_HEADER)
@@ -31,12 +39,12 @@ def header_token(request: ApiRequest) -> str | None:
     authorization: str | None = request.headers.get("authorization")
     if authorization is None:
         return None
-    scheme, _, credentials = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
+    credentials = bearer_credentials(authorization)
+    if credentials is None:
         raise unauthorized(
             ErrorCode.INVALID_TOKEN, "the Authorization header must be 'Bearer <token>'"
         )
-    return credentials.strip()
+    return credentials
 
 
 def cookie_token(request: ApiRequest) -> str | None:
@@ -78,7 +86,12 @@ def authenticate(request: ApiRequest) -> TokenClaims:
 def check_csrf(request: ApiRequest, claims: TokenClaims) -> None:
     """Double-submit check: X-CSRF-Token must equal the token's `csrf` claim."""
     sent: str = request.headers.get(CSRF_HEADER, "")
-    if not (claims.csrf and sent and hmac.compare_digest(sent.encode(), claims.csrf.encode())):
+    if not (
+        claims.csrf
+        and sent
+        and sent.isascii()  # CSRF values are base64url: other bytes are never one
+        and hmac.compare_digest(sent.encode(), claims.csrf.encode())
+    ):
         raise ApiError(
             ErrorCode.CSRF_FAILED,
             "a cookie-authenticated request that changes state needs the X-CSRF-Token header "

@@ -12,7 +12,9 @@ from api.cookies import set_refresh_cookie, set_token_cookies
 from api.responses import json
 from api.security import digest, issue_refresh_token, issue_token, new_csrf, new_family_id
 from api.services import Services
+from api.validation import header_text
 from storage.models import NewFamily
+from storage.sessions import USER_AGENT_MAX_CHARS
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -46,7 +48,7 @@ def prepare(
         refresh_digest = named.digest
     family = svc.sessions.plan(
         family_id,
-        user_agent=request.headers.get("user-agent", ""),
+        user_agent=header_text(request.headers.get("user-agent"), USER_AGENT_MAX_CHARS),
         refresh_digest=refresh_digest,
         csrf_digest=digest(csrf),
     )

@@ -18,8 +18,42 @@ SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.server", "sanic.access", "s
 EXTRA_FIELDS = ("request_id", "method", "path", "route", "status", "duration_ms", "client", "user")
 
 
+def printable(value: str) -> str:
+    """`value` with every character that does not print (control characters, bytes that were
+    not UTF-8, which Sanic keeps as surrogates) written as a Python escape: a client's value in a
+    log line can neither erase nor forge a line, nor break the JSON of one."""
+    if value.isprintable():
+        return value
+    return "".join(char if char.isprintable() else _escape(char) for char in value)
+
+
+def _escape(char: str) -> str:
+    point = ord(char)
+    if point < 0x100:
+        return f"\\x{point:02x}"
+    return f"\\u{point:04x}" if point < 0x10000 else f"\\U{point:08x}"
+
+
+class TextFormatter(logging.Formatter):
+    """FORMAT, with every line of a message and of a traceback made printable (see
+    `printable`): one record can add lines only where a traceback has them."""
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        """The record's line, its message made printable."""
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        """The traceback, each line made printable."""
+        return "\n".join(printable(line) for line in super().formatException(ei).split("\n"))
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message, and the extra fields given."""
+    """One JSON object per record: time, level, logger, message, and the extra fields given;
+    whatever fails while formatting, still one JSON object."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -27,26 +61,39 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
+        try:
+            return self._format(record)
+        except Exception as exc:  # a message whose arguments do not fit, a value JSON lacks...
+            fallback = {
+                "time": self._clock.utc_iso(record.created),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": printable(str(record.msg)),
+                "format_error": printable(repr(exc)),
+            }
+            return orjson.dumps(fallback).decode()
+
+    def _format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": self._clock.utc_iso(record.created),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": printable(record.getMessage()),
         }
         for name in EXTRA_FIELDS:
             value = record.__dict__.get(name)
             if value is not None:
-                entry[name] = value
+                entry[name] = printable(value) if isinstance(value, str) else value
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry).decode()
+            entry["exception"] = printable(self.formatException(record.exc_info))
+        return orjson.dumps(entry, default=str).decode()
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
     """Send the `api` loggers to stderr, put them and Sanic's at `level`, and, for `json`, make
     every handler of Sanic's and ours write JSON lines. Call again once Sanic has set up its own
     handlers (it does when an app is made)."""
-    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(FORMAT)
+    formatter: logging.Formatter = JsonFormatter() if log_format == "json" else TextFormatter()
     logger = logging.getLogger("api")
     if not logger.handlers:
         logger.addHandler(logging.StreamHandler())
@@ -99,29 +146,30 @@ class AccessLog:
         if self._json:
             self._lines.append(self._json_line(now, access))
             return
-        user = f" user={access.user}" if access.user else ""
+        user = f" user={printable(access.user)}" if access.user else ""
         self._lines.append(
-            f"{self._clock.local_stamp(now)} INFO api.access: {access.method} {access.path} "
-            f"{access.status} {access.duration_ms:.1f}ms id={access.request_id} "
-            f"client={access.client}{user}\n"
+            f"{self._clock.local_stamp(now)} INFO api.access: {printable(access.method)} "
+            f"{printable(access.path)} {access.status} {access.duration_ms:.1f}ms "
+            f"id={access.request_id} client={printable(access.client)}{user}\n"
         )
 
     def _json_line(self, now: float, access: Access) -> str:
+        method, path = printable(access.method), printable(access.path)
         entry = {
             "time": self._clock.utc_iso(now),
             "level": "INFO",
             "logger": "api.access",
-            "message": f"{access.method} {access.path} {access.status}",
+            "message": f"{method} {path} {access.status}",
             "request_id": access.request_id,
-            "method": access.method,
-            "path": access.path,
+            "method": method,
+            "path": path,
             "route": access.route,
             "status": access.status,
             "duration_ms": round(access.duration_ms, 1),
-            "client": access.client,
+            "client": printable(access.client),
         }
         if access.user:
-            entry["user"] = access.user
+            entry["user"] = printable(access.user)
         return orjson.dumps(entry).decode() + "\n"
 
     def flush(self) -> None:

@@ -16,6 +16,9 @@ import bisect
 import contextlib
 import logging
 import os
+import stat
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,6 +96,12 @@ GAUGES: dict[str, str] = {
 }
 
 Labels = tuple[str, ...]
+# The methods counted under their own name; any other is counted as OTHER_METHOD, so that no
+# client can add label series (or bytes Prometheus's format cannot carry) at will.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
+# How often a worker that cannot write its tallies says so, at most.
+WRITE_WARNING_SECONDS = 60.0
 
 
 class Metrics:
@@ -106,6 +115,8 @@ class Metrics:
         self._bounds = {name: spec[2] for name, spec in HISTOGRAMS.items()}
         self._directory = Path(directory) if directory else None
         self._task: asyncio.Task[None] | None = None
+        self._skipped: set[str] = set()  # files of the directory that are not tallies, logged
+        self._last_warning = -WRITE_WARNING_SECONDS
 
     # Recording: cheap, no locks (one event loop per process; bcrypt threads only read gauges).
 
@@ -124,7 +135,9 @@ class Metrics:
         series[-1] += value
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Record an answered request."""
+        """Record an answered request (`route`: a route template or `unmatched`)."""
+        if method not in METHODS:
+            method = OTHER_METHOD
         self.inc("http_requests", (route, method, str(status)))
         self.observe("http_request_duration_seconds", seconds, (route,))
 
@@ -153,8 +166,11 @@ class Metrics:
             await asyncio.sleep(WRITE_SECONDS)
             try:
                 self.write()
-            except OSError as exc:  # a full disk must not end the worker
-                logger.warning("could not write the metrics of this worker: %s", exc)
+            except Exception as exc:  # a full disk, a bad directory: the writer goes on
+                now = time.monotonic()
+                if now - self._last_warning >= WRITE_WARNING_SECONDS:
+                    self._last_warning = now
+                    logger.warning("could not write the metrics of this worker: %s", exc)
 
     def snapshot(self) -> dict[str, Any]:
         """The tallies as JSON-ready data."""
@@ -168,12 +184,22 @@ class Metrics:
         }
 
     def write(self) -> None:
-        """Write this process's tallies to its file in the directory, atomically."""
+        """Write this process's tallies to its file in the directory, atomically: a new file of
+        its own (mode 0600, never through a link someone planted) renamed over the last one."""
         assert self._directory is not None
-        path = self._directory / f"{os.getpid()}.json"
-        temporary = path.with_suffix(".tmp")
-        temporary.write_bytes(orjson.dumps(self.snapshot()))
-        temporary.replace(path)
+        data = orjson.dumps(self.snapshot())
+        pid = os.getpid()
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=f"{pid}.", suffix=".tmp", dir=self._directory
+        )
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(data)
+            os.replace(temporary, self._directory / f"{pid}.json")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
 
     def _snapshots(self) -> Iterator[dict[str, Any]]:
         own = self.snapshot()
@@ -184,10 +210,18 @@ class Metrics:
             if path.stem == str(own["pid"]):
                 continue
             try:
-                other: dict[str, Any] = orjson.loads(path.read_bytes())
-            except (OSError, orjson.JSONDecodeError):
-                continue  # being replaced, or gone
-            if not _alive(int(other["pid"])):
+                raw = _read_no_follow(path)
+            except OSError:
+                continue  # gone meanwhile (a worker that ended), or not a plain file
+            other = _tally(raw)
+            if other is None:
+                if path.name not in self._skipped:
+                    self._skipped.add(path.name)
+                    logger.warning(
+                        "%s in METRICS_DIR is not a worker's tallies: skipped", path.name
+                    )
+                continue
+            if not _alive(other["pid"]):
                 other["gauges"] = {}
             yield other
 
@@ -233,6 +267,67 @@ class Metrics:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)
         return generate_latest(registry)
+
+
+def _read_no_follow(path: Path) -> bytes:
+    """The bytes of `path`, a regular file: never what a symbolic link there points at."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        return file.read()
+
+
+def _labels(series: Any, arity: int) -> bool:
+    return (
+        isinstance(series, list)
+        and len(series) == 2
+        and isinstance(series[0], list)
+        and len(series[0]) == arity
+        and all(isinstance(label, str) for label in series[0])
+    )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _tally(raw: bytes) -> dict[str, Any] | None:
+    """A worker's tallies as `snapshot()` makes them, or None for anything else (a file that is
+    not JSON, of another shape, or naming metrics this version does not keep)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("pid"), int)
+        and isinstance(data.get("counters"), dict)
+        and isinstance(data.get("histograms"), dict)
+        and isinstance(data.get("gauges"), dict)
+        and set(data["counters"]) <= COUNTERS.keys()
+        and set(data["histograms"]) <= HISTOGRAMS.keys()
+        and set(data["gauges"]) <= GAUGES.keys()
+        and all(_number(value) for value in data["gauges"].values())
+    ):
+        return None
+    for name, series_list in data["counters"].items():
+        arity = len(COUNTERS[name][1])
+        if not isinstance(series_list, list) or not all(
+            _labels(series, arity) and _number(series[1]) for series in series_list
+        ):
+            return None
+    for name, series_list in data["histograms"].items():
+        _, label_names, bounds = HISTOGRAMS[name]
+        if not isinstance(series_list, list) or not all(
+            _labels(series, len(label_names))
+            and isinstance(series[1], list)
+            and len(series[1]) == len(bounds) + 2
+            and all(_number(value) for value in series[1])
+            for series in series_list
+        ):
+            return None
+    return data
 
 
 def _bound(bound: float) -> str:

@@ -162,6 +162,8 @@ def verify_token(
     """
     if len(token) > MAX_TOKEN_BYTES:
         raise TokenInvalid("the token is too long")
+    if not token.isascii():  # a JWT is base64url and dots; other bytes are not one
+        raise TokenInvalid("the token is not valid")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:

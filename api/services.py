@@ -12,6 +12,7 @@ from api.hashing import PasswordHasher
 from api.metrics import Metrics
 from api.security import TokenClaims, TokenVerifier
 from api.settings import Settings
+from api.validation import proxy_address
 from storage.connection import Client, Monitor
 from storage.messages import MessageStore
 from storage.pipeline import AutoPipeline, auto_pipeline
@@ -73,7 +74,13 @@ class Services:
             keys=keys,
             redis=redis,
             pipeline=pipeline,
-            users=UserStore(redis, monitor, pipeline, throttle=throttle),
+            users=UserStore(
+                redis,
+                monitor,
+                pipeline,
+                throttle=throttle,
+                max_sessions=settings.sessions_max_per_user,
+            ),
             sessions=SessionStore(
                 redis,
                 monitor,
@@ -83,6 +90,7 @@ class Services:
                     family=settings.refresh_max_age_seconds,
                     access=settings.jwt_ttl_seconds + settings.jwt_leeway_seconds,
                 ),
+                max_sessions=settings.sessions_max_per_user,
             ),
             messages=MessageStore(
                 redis,
@@ -150,9 +158,9 @@ def services(request: ApiRequest) -> Services:
 
 def client_address(request: ApiRequest, trust_proxy_headers: bool) -> str:
     """The client's address: from proxy headers (Sanic's `remote_addr`) when the settings trust
-    them (`Settings.trusts_proxy_headers`), else the peer's address."""
+    them (`Settings.trusts_proxy_headers`) and they name an address, else the peer's address."""
+    ip: str = request.ip  # the peer's, from the socket
     if not trust_proxy_headers:
-        ip: str = request.ip  # no proxy is trusted: the peer, without parsing any header
-        return ip
-    address: str = request.remote_addr or request.ip
-    return address
+        return ip  # no proxy is trusted: the peer, without parsing any header
+    forwarded: str = request.remote_addr
+    return (forwarded and proxy_address(forwarded)) or ip

@@ -58,6 +58,7 @@ class Settings:
     # Hardening.
     jwt_secret_previous: str | None = field(default=None, repr=False)
     csrf_protection: bool = True
+    sessions_max_per_user: int = 100
     login_max_failures: int = 10
     login_window_seconds: int = 900
     login_addr_max_failures: int = 100
@@ -109,6 +110,7 @@ class Settings:
             ("LOGIN_WINDOW_SECONDS", self.login_window_seconds),
             ("LOGIN_ADDR_MAX_FAILURES", self.login_addr_max_failures),
             ("SIGNUP_ADDR_MAX", self.signup_addr_max),
+            ("SESSIONS_MAX_PER_USER", self.sessions_max_per_user),
             ("REQUEST_MAX_SIZE", self.request_max_size),
         ):
             _check(value >= 1, name, "must be at least 1")
@@ -187,7 +189,11 @@ def _read_secret_file(values: dict[str, str], name: str) -> None:
         content = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SettingsError(f"{name}_FILE {path} cannot be read: {exc.strerror}") from None
-    values[name] = content.removesuffix("\n").removesuffix("\r")
+    value = content.removesuffix("\n").removesuffix("\r")
+    # An empty file would leave the setting unset (an open /metrics, a random JWT secret): a
+    # mistake to stop at, not a choice.
+    _check(value.strip() != "", f"{name}_FILE", f"{path} is empty")
+    values[name] = value
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -332,6 +338,7 @@ CASTERS: dict[str, Callable[[str, str], Any]] = {
     "metrics_dir": _text,
     "jwt_secret_previous": _text,
     "csrf_protection": _bool,
+    "sessions_max_per_user": _int,
     "login_max_failures": _int,
     "login_window_seconds": _int,
     "login_addr_max_failures": _int,

@@ -81,8 +81,9 @@ def prepare_metrics_dir(settings: Settings) -> tuple[Settings, Path | None]:
     directory = Path(settings.metrics_dir)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.json"):
-            stale.unlink()
+        for pattern in ("*.json", "*.tmp"):
+            for stale in directory.glob(pattern):
+                stale.unlink()
     except OSError as exc:
         raise StartupError(f"METRICS_DIR {directory} cannot be used: {exc.strerror}") from None
     return settings, None

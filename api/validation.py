@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable
@@ -78,6 +79,34 @@ _NAME = re.compile(NAME_PATTERN[1:-1])
 _LAST_N = re.compile(r"\s*last\s+([0-9]+)\s*")
 # More significant digits than this cannot be a real count: clamp instead of parsing the number.
 _MAX_COUNT_DIGITS = 9
+
+
+# An obfuscated identifier a proxy may send instead of an address (RFC 7239 6.3).
+_OBFUSCATED = re.compile(r"_[A-Za-z0-9._-]{1,63}")
+
+
+def header_text(value: str | None, max_chars: int) -> str:
+    """A header's value as text fit to store and show: bytes that are not UTF-8 (which Sanic
+    keeps as surrogates) become U+FFFD, characters that do not print are dropped, and it is cut
+    to `max_chars`."""
+    if not value:
+        return ""
+    value = value[: 4 * max_chars]  # never more work than the cap needs
+    if not (value.isascii() and value.isprintable()):
+        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        value = "".join(char for char in value if char.isprintable())
+    return value[:max_chars]
+
+
+def proxy_address(value: str) -> str | None:
+    """The client address a proxy header names, normalised (`[::1]` is `::1`), or an
+    obfuscated identifier; None for anything else (a header that names no client)."""
+    if _OBFUSCATED.fullmatch(value):
+        return value
+    try:
+        return str(ipaddress.ip_address(value.removeprefix("[").removesuffix("]")))
+    except ValueError:
+        return None
 
 
 def json_object(request: ApiRequest) -> dict[str, Any]:

@@ -81,11 +81,18 @@ def refusal(exc: BaseException) -> str | None:
     return code if code in REFUSALS else None
 
 
+# A script that reads a key it builds itself (in its own slot) while that slot migrates, and the
+# key is not on this node: as transient as TRYAGAIN.
+_NON_LOCAL_KEY = "Script attempted to access a non local key"
+
+
 def unavailable_reason(exc: BaseException) -> str | None:
     """Why `exc` means the store is unavailable (a refusal code or the error's type), else None."""
     code = refusal(exc)
     if code is not None:
         return code
+    if isinstance(exc, rex.ResponseError) and str(exc).startswith(_NON_LOCAL_KEY):
+        return "TRYAGAIN"
     if isinstance(exc, _UNAVAILABLE):
         return type(exc).__name__
     return None

@@ -19,9 +19,21 @@ def messages(name: str) -> str:
 
 
 def revoked(name: str, jti: str) -> str:
-    """Marker of one revoked token (by its `jti`), expiring when the token would have: for tokens
-    issued before families existed (a newer token is revoked by ending its family)."""
-    return f"revoked:{{{name}}}:{jti}"
+    """Denylist entry of one logged-out token (by its `jti`), expiring when the token would
+    have. Every authenticated request checks it; a token of a family is also revoked by the end
+    of its family."""
+    return f"{revoked_prefix(name)}{jti}"
+
+
+def revoked_prefix(name: str) -> str:
+    """What every denylist entry of the user starts with (scripts append the jti to it)."""
+    return f"revoked:{{{name}}}:"
+
+
+def denylist(name: str) -> str:
+    """Sorted set of the jtis on the user's denylist, scored by when each entry expires: how
+    deleting the account finds them."""
+    return f"denylist:{{{name}}}"
 
 
 def family(name: str, family_id: str) -> str:

@@ -128,12 +128,17 @@ class Line:
         """Hand the batch to the writer, which writes it in one go with any other waiting; its
         replies resolve the futures in it."""
         pack = self._pack
-        chunks = [
-            pack(("EVALSHA", script.sha, len(keys), *keys, *args))
-            if script is not None
-            else pack(tuple(args))
-            for script, keys, args, _ in batch
-        ]
+        try:
+            chunks = [
+                pack(("EVALSHA", script.sha, len(keys), *keys, *args))
+                if script is not None
+                else pack(tuple(args))
+                for script, keys, args, _ in batch
+            ]
+        except Exception:  # a call that cannot be sent fails alone; the others go out
+            batch, chunks = self._pack_each(batch)
+            if not batch:
+                return
         if not self._pending:
             self._progress = self.loop.time()
         self._pending.extend(batch)
@@ -147,6 +152,26 @@ class Line:
     def close(self) -> None:
         """Close the connection; calls still in flight fail."""
         self._fail(rex.ConnectionError("the connection to Redis was closed"))
+
+    def _pack_each(self, batch: Sequence[Call]) -> tuple[list[Call], list[bytes]]:
+        """Pack the calls one by one: a call with a value that cannot be packed (text that is
+        not UTF-8, a type Redis has no form for) fails at once with a DataError, and the calls
+        that can be packed are returned with their packed commands."""
+        calls: list[Call] = []
+        chunks: list[bytes] = []
+        for call in batch:
+            script, keys, args, future = call
+            try:
+                words = ("EVALSHA", script.sha, len(keys), *keys, *args) if script else args
+                chunks.append(self._pack(tuple(words)))
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(
+                        rex.DataError(f"a value of this call cannot be sent to Redis: {exc!r}")
+                    )
+                continue
+            calls.append(call)
+        return calls, chunks
 
     async def _write(self) -> None:
         # One task writes every batch (a task per batch cost 4 % more instructions per call);

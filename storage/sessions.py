@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage import keys, scripts
-from storage.connection import Client, Monitor, bounded
+from storage.connection import Client, Monitor
 from storage.errors import (
     NoSuchFamily,
     RefreshCsrfFailed,
@@ -31,6 +31,11 @@ from storage.store import Store, translate_errors
 # A family keeps the digests of its used refresh tokens (to recognise one presented again) for
 # the refresh token lifetime, and at most this many of them.
 USED_TOKENS_KEPT = 1000
+# Denylist entries kept per user, at most (past that, those that expire first go: their tokens'
+# families have ended as well).
+DENYLIST_KEPT = 1000
+# Live sessions kept per user unless the settings say otherwise (SESSIONS_MAX_PER_USER).
+DEFAULT_MAX_SESSIONS = 100
 USER_AGENT_MAX_CHARS = 200
 
 _ERRORS = {
@@ -46,7 +51,8 @@ _REFRESH_ERRORS = {
 
 
 def session_keys(session: Session, *extra: str) -> list[str]:
-    """KEYS for a session script: the user hash, the token's session key, then `extra`."""
+    """KEYS for a session script: the user hash, the token's session key (its family, or for a
+    token of before families its denylist entry), then `extra`."""
     if session.family is not None:
         token_key = keys.family(session.name, session.family)
     else:
@@ -55,9 +61,11 @@ def session_keys(session: Session, *extra: str) -> list[str]:
 
 
 def session_args(session: Session, *extra: Any) -> list[Any]:
-    """ARGV for a session script: the generation, what the session key is, then `extra`."""
-    kind = scripts.SESSION_KINDS[0] if session.family is not None else scripts.SESSION_KINDS[1]
-    return [session.generation, kind, *extra]
+    """ARGV for a session script: the generation, then `marker` for a token of before families
+    or else the token's denylist entry, then `extra`."""
+    if session.family is None:
+        return [session.generation, scripts.SESSION_MARKER, *extra]
+    return [session.generation, keys.revoked(session.name, session.jti), *extra]
 
 
 def raise_for_status(reply: list[Any]) -> list[Any]:
@@ -119,8 +127,10 @@ class SessionStore(Store):
         pipeline: AutoPipeline | None = None,
         *,
         lifetimes: Lifetimes | None = None,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
     ) -> None:
         self.lifetimes = lifetimes or DEFAULT_LIFETIMES
+        self.max_sessions = max_sessions
         super().__init__(client, monitor, pipeline)
 
     def _setup(self) -> None:
@@ -131,6 +141,7 @@ class SessionStore(Store):
         self._end_family = self._script(scripts.END_FAMILY)
         self._end_own = self._script(scripts.END_OWN_FAMILY)
         self._list = self._script(scripts.LIST_FAMILIES)
+        self._logout = self._script(scripts.LOGOUT)
 
     def plan(
         self,
@@ -163,10 +174,19 @@ class SessionStore(Store):
 
     @translate_errors
     async def begin(self, name: str, generation: int, family: NewFamily) -> bool:
-        """Begin a login's family; False if the account changed since the login read it."""
+        """Begin a login's family, ending the user's sessions that expire first past
+        `max_sessions`; False if the account changed since the login read it."""
         started = await self._start(
             keys=[keys.user(name), keys.family(name, family.id), keys.families(name)],
-            args=[family.id, generation, *family_args(family)[1:]],
+            args=[
+                family.id,
+                generation,
+                *family_args(family)[1:],
+                keys.family_prefix(name),
+                keys.used_prefix(name),
+                self.max_sessions,
+                int(time.time() * 1000) % 1000,
+            ],
         )
         return bool(started)
 
@@ -244,21 +264,39 @@ class SessionStore(Store):
         reply = raise_for_status(
             await self._list(
                 keys=session_keys(session, keys.families(name)),
-                args=session_args(session, int(time.time()), keys.family_prefix(name)),
+                args=session_args(
+                    session, int(time.time()), keys.family_prefix(name), self.max_sessions
+                ),
             )
         )
         return families_of(reply[1])
 
     @translate_errors
-    async def revoke(self, session: Session, ttl_seconds: int) -> None:
-        """End the session's family, or mark a token of before families revoked for
-        `ttl_seconds` (its remaining life plus leeway)."""
-        if session.family is not None:
-            await self.end_family(session.name, session.family)
-        elif ttl_seconds > 0:
-            await bounded(
-                self._client.set(keys.revoked(session.name, session.jti), "1", ex=ttl_seconds)
-            )
+    async def revoke(self, session: Session, ttl_seconds: int, now: int | None = None) -> bool:
+        """Log a token out: end its family, if it has one, and put its id on the denylist for
+        `ttl_seconds` (its remaining life plus leeway; none when that is over), in one step. True
+        if a live family ended."""
+        name = session.name
+        now = int(time.time()) if now is None else now
+        denylist = [keys.revoked(name, session.jti), keys.denylist(name)]
+        family = session.family or ""
+        family_keys = (
+            [keys.family(name, family), keys.used_refresh_tokens(name, family), keys.families(name)]
+            if family
+            else []
+        )
+        ended = await self._logout(
+            keys=[*denylist, *family_keys],
+            args=[
+                session.jti,
+                ttl_seconds,
+                now,
+                keys.revoked_prefix(name),
+                DENYLIST_KEPT,
+                family,
+            ],
+        )
+        return bool(ended)
 
     @translate_errors
     async def end_all(self, session: Session) -> None:

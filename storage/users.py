@@ -16,6 +16,7 @@ from storage.messages import decode_messages
 from storage.models import AccountData, LoginState, NewFamily, Session
 from storage.pipeline import AutoPipeline
 from storage.sessions import (
+    DEFAULT_MAX_SESSIONS,
     families_of,
     family_args,
     raise_for_status,
@@ -39,8 +40,10 @@ class UserStore(Store):
         pipeline: AutoPipeline | None = None,
         *,
         throttle: Throttle | None = None,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
     ) -> None:
         super().__init__(client, monitor, pipeline)
+        self._max_sessions = max_sessions
         self._throttle = throttle or Throttle(client, self._monitor, pipeline)
         self._create = self._script(scripts.CREATE_USER)
         self._read = self._script(scripts.READ_CREDENTIALS)
@@ -124,15 +127,24 @@ class UserStore(Store):
 
     @translate_errors
     async def delete_user(self, session: Session, cost: int) -> None:
-        """If the session is valid, delete the user with their messages, families and failed
-        login count, atomically (`cost`: their hash's bcrypt cost, no longer counted)."""
+        """If the session is valid, delete the user with their messages, families, failed login
+        count and denylist, atomically (`cost`: their hash's bcrypt cost, no longer counted)."""
         name = session.name
         raise_for_status(
             await self._delete(
                 keys=session_keys(
-                    session, keys.messages(name), keys.families(name), keys.login_failures(name)
+                    session,
+                    keys.messages(name),
+                    keys.families(name),
+                    keys.login_failures(name),
+                    keys.denylist(name),
                 ),
-                args=session_args(session, keys.family_prefix(name), keys.used_prefix(name)),
+                args=session_args(
+                    session,
+                    keys.family_prefix(name),
+                    keys.used_prefix(name),
+                    keys.revoked_prefix(name),
+                ),
             )
         )
         await self._count_costs(keys=[keys.password_costs()], args=[cost, -1])
@@ -144,7 +156,7 @@ class UserStore(Store):
         reply = raise_for_status(
             await self._export(
                 keys=session_keys(session, keys.messages(name), keys.families(name)),
-                args=session_args(session, now, keys.family_prefix(name)),
+                args=session_args(session, now, keys.family_prefix(name), self._max_sessions),
             )
         )
         _, created_at, messages, families = reply

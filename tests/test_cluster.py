@@ -97,6 +97,8 @@ def test_messages_keep_flowing_while_the_users_slot_is_resharded(
     # A write that would create a key of a slot being migrated gets TRYAGAIN from Redis (some of
     # its keys are there, one is not): the message list exists before the move.
     assert api.send(token, "m0").status == 201
+    # A token on the denylist: every request looks for its own entry (which does not exist).
+    assert api.post("/logout/", headers={"token": api.login("alice")}).status == 200
     slot = key_slot(keys.user("alice").encode())
     moved: list[int] = []
     mover = threading.Thread(

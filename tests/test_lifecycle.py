@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import jwt
 import pytest
 
 from api.settings import Settings
@@ -489,3 +490,91 @@ def test_a_reuse_is_counted_and_logged_without_the_token(
         f"a used refresh token of alice was presented again: session {family} ended"
     )
     assert refresh_token.rsplit(".", 1)[1] not in caplog.text
+
+
+def _jti(token: str) -> str:
+    jti: str = jwt.decode(token, options={"verify_signature": False})["jti"]
+    return jti
+
+
+def test_logout_puts_the_token_on_the_denylist_for_as_long_as_it_could_live(api: Api) -> None:
+    api.signup("alice")
+    token = api.login("alice")
+    assert api.post("/logout/", headers={"token": token}).status == 200
+    entry = keys.revoked("alice", _jti(token))
+
+    async def ttl(client: Client) -> int:
+        return int(await client.ttl(entry))
+
+    lifetime = api.settings.jwt_ttl_seconds + api.settings.jwt_leeway_seconds
+    assert lifetime - 5 <= api.redis(ttl) <= lifetime
+    assert error_of(api.get("/me/", headers={"token": token})) == (401, "token_revoked")
+
+
+def test_a_token_on_the_denylist_is_refused_while_its_family_lives(api: Api) -> None:
+    api.signup("alice")
+    token = api.login("alice")
+
+    async def deny(client: Client) -> None:
+        await client.set(keys.revoked("alice", _jti(token)), "1", ex=60)
+
+    api.redis(deny)
+    assert keys.family_prefix("alice") in " ".join(user_keys(api))  # the family is still there
+    assert error_of(api.get("/me/", headers={"token": token})) == (401, "token_revoked")
+    assert error_of(api.send(token, "no")) == (401, "token_revoked")
+
+
+def test_deleting_the_account_removes_its_denylist_too(api: Api) -> None:
+    api.signup("alice")
+    for _ in range(3):
+        assert api.post("/logout/", headers={"token": api.login("alice")}).status == 200
+    assert any(key.startswith("revoked:") for key in user_keys(api))
+    token = api.login("alice")
+    deleted = api.request("delete", "/me/", json={"password": PASSWORD}, headers={"token": token})
+    assert deleted.status == 204
+    assert user_keys(api) == []
+
+
+def test_a_login_beyond_the_cap_ends_the_session_that_expires_first(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
+    api = make_api(settings.replace(sessions_max_per_user=3))
+    api.signup("alice")
+    tokens = [api.login("alice") for _ in range(5)]
+    sessions = api.get("/sessions/", headers={"token": tokens[-1]}).json["sessions"]
+    assert len(sessions) == 3
+    for token in tokens[:2]:  # the first two logins expire first
+        assert error_of(api.get("/me/", headers={"token": token})) == (401, "token_revoked")
+    for token in tokens[2:]:
+        assert api.get("/me/", headers={"token": token}).status == 200
+    families = [key for key in user_keys(api) if key.startswith(keys.family_prefix("alice"))]
+    assert len(families) == 3  # nothing kept of the ended ones
+
+
+def test_a_login_that_fails_on_a_server_error_gives_its_places_back(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.signup("alice")
+
+    async def broken(*_: object, **__: object) -> object:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(api.services.hasher, "verify", broken)
+    assert login(api).status == 500
+
+    async def counters(client: Client) -> list[str]:
+        return sorted([key async for key in client.scan_iter(match="throttle:login*")])
+
+    assert api.redis(counters) == []
+
+
+def test_the_cap_never_ends_the_session_just_begun(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
+    api = make_api(settings.replace(sessions_max_per_user=2))
+    api.signup("alice")
+    long_lived = [login_with_refresh(api)[0] for _ in range(2)]  # expire in 30 days
+    short = api.login("alice")  # expires in 3 hours: the first to expire, but just begun
+    assert api.get("/me/", headers={"token": short}).status == 200
+    alive = [api.get("/me/", headers={"token": t}).status for t in long_lived]
+    assert sorted(alive) == [200, 401]

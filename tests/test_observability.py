@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import re
+import stat
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from api import metrics as metrics_module
+from api.logs import JsonFormatter, TextFormatter
+from api.metrics import Metrics
 from api.settings import Settings
 from scripts.local import RedisServer
 from tests.conftest import PASSWORD, SECRET, Api, Service, start_service
@@ -152,3 +160,114 @@ def test_json_logs_are_one_object_per_line_and_keep_secrets_out(
     assert any(e["logger"].startswith("sanic") for e in entries)
     for secret in (token, PASSWORD, SECRET):
         assert secret not in output
+
+
+def test_unknown_methods_share_one_label_and_the_text_stays_well_formed() -> None:
+    tallies = Metrics()
+    for method in ("GET", "GET\udcff", "FOO", "M" * 200, "get", "PROPFIND"):
+        tallies.request("unmatched", method, 405, 0.001)
+    labels = {labels[1] for labels in tallies.counters["http_requests"]}
+    assert labels == {"GET", "other"}
+    families = {f.name: f for f in text_string_to_metric_families(tallies.text().decode())}
+    assert len(families["http_requests"].samples) == 2
+    orjson.dumps(tallies.snapshot())  # what a worker writes for the others
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        b"{}",
+        b"[]",
+        b"not json",
+        b'{"pid": 1, "counters": {"nonsense": []}, "histograms": {}, "gauges": {}}',
+        b'{"pid": 1, "counters": {"http_requests": [[["a"], 1]]}, "histograms": {}, "gauges": {}}',
+    ],
+)
+def test_a_file_in_the_metrics_dir_that_is_not_a_tally_is_skipped_and_logged_once(
+    tmp_path: Path, planted: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    tallies = Metrics(str(tmp_path))
+    tallies.request("/me", "GET", 200, 0.01)
+    (tmp_path / "12345.json").write_bytes(planted)
+    with caplog.at_level(logging.WARNING, logger="api.metrics"):
+        first, second = tallies.text(), tallies.text()
+    assert first == second
+    assert b'http_requests_total{method="GET",route="/me",status="200"} 1.0' in first
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["12345.json in METRICS_DIR is not a worker's tallies: skipped"]
+
+
+def test_a_worker_writes_its_tallies_privately_and_never_through_a_planted_link(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.write_text("keep me")
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    pid = os.getpid()
+    (directory / f"{pid}.tmp").symlink_to(outside)
+    (directory / f"{pid}.json").symlink_to(outside)
+    tallies = Metrics(str(directory))
+    tallies.write()
+    written = directory / f"{pid}.json"
+    assert not written.is_symlink()
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert json.loads(written.read_text())["pid"] == pid
+    assert outside.read_text() == "keep me"
+    # A link named like another worker's file is not read either.
+    (directory / "1.json").symlink_to(written)
+    assert b"http_requests_total" in tallies.text()
+
+
+@pytest.mark.anyio
+async def test_a_writer_that_fails_logs_and_keeps_going(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(metrics_module, "WRITE_SECONDS", 0.01)
+    tallies = Metrics(str(tmp_path))
+    failures = iter([ValueError("a value JSON cannot hold"), OSError("disk full")])
+    real_write = tallies.write
+
+    def write() -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        real_write()
+
+    monkeypatch.setattr(tallies, "write", write)
+    with caplog.at_level(logging.WARNING, logger="api.metrics"):
+        tallies.start()
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if (tmp_path / f"{os.getpid()}.json").exists():
+                break
+        await tallies.stop()
+    assert (tmp_path / f"{os.getpid()}.json").exists()  # it went on after failing twice
+    assert [r.getMessage() for r in caplog.records] == [
+        "could not write the metrics of this worker: a value JSON cannot hold"
+    ]  # once a minute at most
+
+
+def test_json_log_lines_stay_json_whatever_fails_in_logging() -> None:
+    formatter = JsonFormatter()
+    records = [
+        logging.LogRecord("api", logging.INFO, __file__, 1, "%d items", ("x",), None),
+        logging.LogRecord("api", logging.INFO, __file__, 1, "GET \udcff \x1b[2K\rFAKE", (), None),
+        logging.LogRecord("api", logging.INFO, __file__, 1, "%s", (object(),), None),
+    ]
+    records[1].__dict__["path"] = "/\udcff"
+    lines = [formatter.format(record) for record in records]
+    entries = [json.loads(line) for line in lines]
+    assert "\n" not in "".join(lines)
+    assert entries[0]["format_error"].startswith("TypeError")
+    assert entries[1]["message"] == "GET \\udcff \\x1b[2K\\x0dFAKE"
+    assert entries[1]["path"] == "/\\udcff"
+
+
+def test_text_logs_escape_what_a_client_sent() -> None:
+    sent = ("GET\udcff", "/\x1b[2K\rFAKE")  # a byte that is not UTF-8, as Sanic keeps it
+    record = logging.LogRecord(
+        "api.errors", logging.INFO, __file__, 1, "hung up: %s %s", sent, None
+    )
+    line = TextFormatter().format(record)
+    assert line.endswith("hung up: GET\\udcff /\\x1b[2K\\x0dFAKE")

@@ -83,6 +83,33 @@ async def test_an_error_reply_fails_only_its_own_call(server: RedisServer) -> No
     assert "bad input" in str(bad)
 
 
+@pytest.mark.parametrize("kind", ["one Redis", "cluster"])
+async def test_a_call_that_cannot_be_sent_fails_alone_and_at_once(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    if kind == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        client = create_redis(cluster.url, cluster=True)
+    else:
+        server: RedisServer = request.getfixturevalue("private_redis")
+        client = create_redis(server.url)
+    echo = _pipelined(client, ECHO)
+    await echo(keys=["{n}"], args=["first"])  # connected, the script loaded
+    # What an ISO-8859-1 header byte becomes in a str (Sanic decodes with surrogateescape).
+    unpackable = "J\udcfcrgen"
+    calls = [echo(keys=["{n}"], args=[f"m{i}"]) for i in range(100)]
+    calls.insert(50, echo(keys=["{n}"], args=[unpackable]))
+    async with asyncio.timeout(2):  # at once: nothing waits for a watchdog or a timeout
+        replies = await asyncio.gather(*calls, return_exceptions=True)
+    await _close(echo)
+    await client.aclose()
+    failed = replies.pop(50)
+    assert isinstance(failed, rex.DataError), failed
+    assert "cannot be sent to Redis" in str(failed)
+    assert replies == [[f"m{i}", i + 2] for i in range(100)]  # every other call, in order
+
+
 async def test_a_flushed_script_cache_is_reloaded(server: RedisServer) -> None:
     client = create_redis(server.url)
     echo = _pipelined(client, ECHO)

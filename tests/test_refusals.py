@@ -27,6 +27,12 @@ REPLIES = [
         "NOREPLICAS Not enough good replicas to write. script: 4fb3ed, on @user_script:1.",
         "NOREPLICAS",
     ),
+    # A key a script builds itself, looked for while its slot migrates away (redis.call).
+    (
+        "Script attempted to access a non local key in a cluster node script: e8c770, on "
+        "@user_script:7.",
+        "TRYAGAIN",
+    ),
     ("ERR wrong number of arguments for 'get' command", None),  # a bug: stays a 500
     ("WRONGTYPE Operation against a key holding the wrong kind of value", None),
     ("ERR invalid expire time in 'set' command", None),

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -187,14 +190,45 @@ def test_secrets_can_be_read_from_files(tmp_path: Path) -> None:
             {"REDIS_URL_FILE": "/nonexistent/redis_url"},
             "REDIS_URL_FILE /nonexistent/redis_url cannot be read: No such file or directory",
         ),
+        ({"JWT_SECRET_FILE": "{empty}"}, "JWT_SECRET_FILE {empty} is empty"),
+        ({"METRICS_TOKEN_FILE": "{empty}"}, "METRICS_TOKEN_FILE {empty} is empty"),
+        ({"METRICS_TOKEN_FILE": "{newline}"}, "METRICS_TOKEN_FILE {newline} is empty"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be text or json"),
         ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN must be at least 16 characters"),
     ],
 )
-def test_bad_secret_files_and_observability_settings(env: dict[str, str], message: str) -> None:
+def test_bad_secret_files_and_observability_settings(
+    env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    files = {"{empty}": tmp_path / "empty", "{newline}": tmp_path / "newline"}
+    files["{empty}"].write_text("")
+    files["{newline}"].write_text("\n")
+    for placeholder, path in files.items():
+        env = {name: value.replace(placeholder, str(path)) for name, value in env.items()}
+        message = message.replace(placeholder, str(path))
     with pytest.raises(SettingsError) as raised:
         Settings.from_env(env, env_file=None)
     assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("variable", ["JWT_SECRET_FILE", "METRICS_TOKEN_FILE"])
+def test_an_empty_secret_file_stops_the_service_with_one_error_line(
+    variable: str, tmp_path: Path
+) -> None:
+    empty = tmp_path / "secret"
+    empty.write_text("")
+    env = {
+        "PATH": os.environ["PATH"],
+        "REDIS_URL": "memory://",
+        "PORT": str(free_port()),
+        "JWT_SECRET": "" if variable == "JWT_SECRET_FILE" else SECRET,
+        variable: str(empty),
+    }
+    result = subprocess.run(
+        [sys.executable, "run.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"error: {variable} {empty} is empty\n"
 
 
 def test_the_factory_never_makes_up_a_secret() -> None:

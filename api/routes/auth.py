@@ -17,6 +17,7 @@ from api.issue import NO_STORE
 from api.responses import json
 from api.security import TokenError, cost_of, parse_refresh_token
 from api.services import Services, client_address, services
+from storage.errors import StorageUnavailable
 from storage.models import LoginState
 from storage.throttle import Window
 
@@ -40,7 +41,8 @@ async def attempt(
     """One password check of `name`'s, throttled as a login: take its place in the account's
     and the address's windows (RateLimited if either is full), then check the password. Returns
     what was read, the verdict and the windows (to give back on success). A check that never ran
-    (HasherBusy) gives its places back; a wrong password keeps them, counted as a failure."""
+    (HasherBusy) or failed on a server error gives its places back; a wrong password keeps them,
+    counted as a failure."""
     windows = svc.limits.login_windows(
         name, client_address(request, svc.settings.trusts_proxy_headers)
     )
@@ -49,8 +51,9 @@ async def attempt(
         verdict = await svc.hasher.verify(
             password, state.password_hash, stored_costs=state.stored_costs
         )
-    except HasherBusy:
-        await svc.throttle.give_back(refund=windows)
+    except Exception:
+        with contextlib.suppress(StorageUnavailable):  # Redis down: nothing can be given back
+            await svc.throttle.give_back(refund=windows)
         raise
     return state, verdict, windows
 

@@ -10,19 +10,21 @@ from sanic_ext import openapi
 
 from api.context import ApiRequest
 from api.errors import ERROR_FORMAT, ApiError, ErrorCode
+from api.guard import bearer_credentials
 from api.metrics import CONTENT_TYPE
 from api.settings import Settings
 
 
 def blueprint(settings: Settings) -> Blueprint:
     """The metrics route; with METRICS_TOKEN set, only `Authorization: Bearer <it>` reads it."""
-    expected = f"Bearer {settings.metrics_token}".encode() if settings.metrics_token else None
+    expected = settings.metrics_token.encode() if settings.metrics_token else None
 
     async def metrics(request: ApiRequest) -> HTTPResponse:
         """Every worker's tallies added up, rendered by prometheus-client."""
         if expected is not None:
-            sent = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(sent, expected):
+            sent = bearer_credentials(request.headers.get("authorization", "")) or ""
+            # Bytes that are not UTF-8 stay what they were (Sanic keeps them as surrogates).
+            if not hmac.compare_digest(sent.encode("utf-8", "surrogateescape"), expected):
                 raise ApiError(
                     ErrorCode.METRICS_UNAUTHORIZED,
                     "the metrics need Authorization: Bearer <METRICS_TOKEN>",
