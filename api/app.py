@@ -19,7 +19,7 @@ from api.metrics import Metrics
 from api.routes import account, auth, client, docs_ui, health, messages, sessions
 from api.routes import metrics as metrics_route
 from api.services import Services
-from api.settings import Settings, SettingsError
+from api.settings import Settings, SettingsError, sanic_config
 from storage.connection import MEMORY_URL, Client, create_redis, initialize
 
 logger = logging.getLogger("api")
@@ -76,19 +76,7 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
     )
     # In every worker process, not only the main one; after Sanic has set up its handlers.
     configure_logging(settings.log_level, settings.log_format)
-    app.config.update(
-        {
-            "FALLBACK_ERROR_FORMAT": ERROR_FORMAT,
-            "REQUEST_MAX_SIZE": settings.request_max_size,
-            "REQUEST_TIMEOUT": settings.request_timeout,
-            "RESPONSE_TIMEOUT": settings.response_timeout,
-            "KEEP_ALIVE_TIMEOUT": settings.keep_alive_timeout,
-            "GRACEFUL_SHUTDOWN_TIMEOUT": settings.graceful_shutdown_timeout,
-            # Proxy headers are trusted only when one of these is configured.
-            "FORWARDED_SECRET": settings.forwarded_secret,
-            "PROXIES_COUNT": settings.proxies_count,
-        }
-    )
+    app.config.update({"FALLBACK_ERROR_FORMAT": ERROR_FORMAT, **sanic_config(settings)})
     # Of Sanic Extensions only the OpenAPI document: the others (dependency injection, automatic
     # HEAD/OPTIONS routes, CORS...) would cost time on every request, or at every start, for
     # nothing this API uses, and its UIs load their files from CDNs (docs_ui serves its own).
