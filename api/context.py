@@ -73,3 +73,8 @@ class ApiRequest(Request[App, RequestCtx]):
     def make_context() -> RequestCtx:
         """A fresh context for each request."""
         return RequestCtx()
+
+    @property
+    def services(self) -> Services:
+        """The services of the app serving this request."""
+        return self.app.ctx.services

@@ -83,13 +83,26 @@ REFRESH_TOKEN: Schema = {
     "type": "string",
     "description": "An opaque refresh token: send it to `POST /token/refresh/` as it is.",
 }
-LOGIN_REPLY = obj(
-    {"token": {"type": "string"}, "refresh_token": REFRESH_TOKEN},
-    "token",
-)
-REFRESH_REPLY = obj(
-    {"token": {"type": "string"}, "refresh_token": REFRESH_TOKEN}, "token", "refresh_token"
-)
+COOKIES_ONLY_REPLY = {
+    **obj({"name": {"type": "string"}}, "name"),
+    "description": "The tokens went in HttpOnly cookies only: the user's name.",
+}
+LOGIN_REPLY = {
+    "oneOf": [
+        obj({"token": {"type": "string"}, "refresh_token": REFRESH_TOKEN}, "token"),
+        COOKIES_ONLY_REPLY,
+    ]
+}
+REFRESH_REPLY = {
+    "oneOf": [
+        obj(
+            {"token": {"type": "string"}, "refresh_token": REFRESH_TOKEN},
+            "token",
+            "refresh_token",
+        ),
+        COOKIES_ONLY_REPLY,
+    ]
+}
 REFRESH_BODY = {
     **obj({"refresh_token": REFRESH_TOKEN}, closed=False),
     "description": "Optional: without it, the `refresh_token` cookie is used (with "
@@ -165,6 +178,13 @@ LOGIN_BODY = {
                 "type": "boolean",
                 "default": False,
                 "description": "Also issue a refresh token (and the `refresh_token` cookie).",
+            },
+            "cookie_only": {
+                "type": "boolean",
+                "default": False,
+                "description": "Answer the tokens in the HttpOnly cookies only, none in the "
+                'body (which is then `{"name"}`): what a web page wants, so that no script '
+                "of it can read them.",
             },
         },
         "name",

@@ -15,7 +15,7 @@ from api.context import ApiRequest
 from api.errors import ApiError, ErrorCode
 from api.logs import Access, AccessLog
 from api.metrics import Metrics
-from api.services import client_address
+from api.validation import client_address
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # A caller's request id is kept when it is 1-128 visible ASCII characters.

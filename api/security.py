@@ -152,13 +152,20 @@ def new_csrf() -> str:
 
 
 def verify_token(
-    token: str, keys: Sequence[str], *, leeway: int, max_lifetime: int | None = None
+    token: str,
+    keys: Sequence[str],
+    *,
+    leeway: int,
+    max_lifetime: int | None = None,
+    allow_expired: bool = False,
 ) -> TokenClaims:
     """Verify an HS256 token against `keys` (current secret first); raise a TokenError.
 
     Only HS256 is accepted, every claim in REQUIRED_CLAIMS must be there, `nbf` is honoured when
     present, headers that point at other keys (`kid`, `jku`, `x5u`, ...) are refused, and so is
-    a token meant to live (`exp` - `iat`) longer than `max_lifetime` plus the leeway.
+    a token meant to live (`exp` - `iat`) longer than `max_lifetime` plus the leeway. With
+    `allow_expired`, a genuine token past its `exp` verifies (for a logout, which may end a
+    session its expired token still names).
     """
     if len(token) > MAX_TOKEN_BYTES:
         raise TokenInvalid("the token is too long")
@@ -177,7 +184,7 @@ def verify_token(
                 key,
                 algorithms=[ALGORITHM],
                 leeway=leeway,
-                options={"require": list(REQUIRED_CLAIMS)},
+                options={"require": list(REQUIRED_CLAIMS), "verify_exp": not allow_expired},
             )
         except jwt.InvalidSignatureError:
             if index + 1 < len(keys):
@@ -306,19 +313,24 @@ class TokenVerifier:
         self._size = size
         self._verified: dict[str, TokenClaims] = {}
 
-    def verify(self, token: str) -> TokenClaims:
-        """The token's claims if it is valid now; raise TokenExpired or TokenInvalid."""
+    def verify(self, token: str, *, allow_expired: bool = False) -> TokenClaims:
+        """The token's claims if it is valid now (or, with `allow_expired`, was); raise
+        TokenExpired or TokenInvalid."""
         claims = self._verified.get(token)
         if claims is None:
             claims = verify_token(
-                token, self._keys, leeway=self._leeway, max_lifetime=self._max_lifetime
+                token,
+                self._keys,
+                leeway=self._leeway,
+                max_lifetime=self._max_lifetime,
+                allow_expired=allow_expired,
             )
             if len(self._verified) >= self._size:
                 del self._verified[next(iter(self._verified))]  # the oldest entry
             self._verified[token] = claims
             return claims
         now = time.time()
-        if now > claims.expires_at + self._leeway:
+        if now > claims.expires_at + self._leeway and not allow_expired:
             del self._verified[token]
             raise TokenExpired("the token has expired")
         if claims.not_before is not None and now < claims.not_before - self._leeway:

@@ -1,18 +1,18 @@
-"""What the handlers share: settings, the Redis client and the stores, kept on `app.ctx`."""
+"""What the handlers share: settings, the Redis client, the stores and the auth service, kept on
+`app.ctx` (a request reaches them as `request.services`)."""
 
 from __future__ import annotations
 
 import functools
 import os
-import time
 from dataclasses import dataclass
 
-from api.context import ApiRequest
+from api.auth import AuthService
 from api.hashing import PasswordHasher
 from api.metrics import Metrics
-from api.security import TokenClaims, TokenVerifier
+from api.security import TokenVerifier
 from api.settings import Settings
-from api.validation import proxy_address
+from api.transports import CookieTransport
 from storage.connection import Client, Monitor
 from storage.messages import MessageStore
 from storage.pipeline import AutoPipeline, auto_pipeline
@@ -40,7 +40,8 @@ class Services:
     limits: Limits
     health: Health
     hasher: PasswordHasher
-    tokens: TokenVerifier
+    auth: AuthService
+    cookies: CookieTransport
     metrics: Metrics | None
 
     @classmethod
@@ -69,29 +70,36 @@ class Services:
         if metrics is not None:
             metrics.gauge("bcrypt_queue_depth", lambda: hasher.waiting)
             metrics.gauge("bcrypt_in_flight", lambda: hasher.in_flight)
+        users = UserStore(
+            redis, monitor, pipeline, throttle=throttle, max_sessions=settings.sessions_max_per_user
+        )
+        sessions = SessionStore(
+            redis,
+            monitor,
+            pipeline,
+            lifetimes=Lifetimes(
+                refresh=settings.refresh_ttl_seconds,
+                family=settings.refresh_max_age_seconds,
+                access=settings.jwt_ttl_seconds + settings.jwt_leeway_seconds,
+            ),
+            max_sessions=settings.sessions_max_per_user,
+        )
+        limits = Limits(
+            login_failures=settings.login_max_failures,
+            login_address_failures=settings.login_addr_max_failures,
+            login_window_seconds=settings.login_window_seconds,
+            address_signups=settings.signup_addr_max,
+        )
+        tokens = TokenVerifier(
+            keys, leeway=settings.jwt_leeway_seconds, max_lifetime=settings.jwt_ttl_seconds
+        )
         return cls(
             settings=settings,
             keys=keys,
             redis=redis,
             pipeline=pipeline,
-            users=UserStore(
-                redis,
-                monitor,
-                pipeline,
-                throttle=throttle,
-                max_sessions=settings.sessions_max_per_user,
-            ),
-            sessions=SessionStore(
-                redis,
-                monitor,
-                pipeline,
-                lifetimes=Lifetimes(
-                    refresh=settings.refresh_ttl_seconds,
-                    family=settings.refresh_max_age_seconds,
-                    access=settings.jwt_ttl_seconds + settings.jwt_leeway_seconds,
-                ),
-                max_sessions=settings.sessions_max_per_user,
-            ),
+            users=users,
+            sessions=sessions,
             messages=MessageStore(
                 redis,
                 history_limit=settings.message_history_limit,
@@ -99,42 +107,28 @@ class Services:
                 pipeline=pipeline,
             ),
             throttle=throttle,
-            limits=Limits(
-                login_failures=settings.login_max_failures,
-                login_address_failures=settings.login_addr_max_failures,
-                login_window_seconds=settings.login_window_seconds,
-                address_signups=settings.signup_addr_max,
-            ),
+            limits=limits,
             health=Health(redis, monitor),
             hasher=hasher,
-            tokens=TokenVerifier(
-                keys,
-                leeway=settings.jwt_leeway_seconds,
-                max_lifetime=settings.jwt_ttl_seconds,
+            auth=AuthService(
+                settings,
+                users=users,
+                sessions=sessions,
+                throttle=throttle,
+                limits=limits,
+                hasher=hasher,
+                tokens=tokens,
+                secret=keys[0],
+                metrics=metrics,
             ),
+            cookies=CookieTransport(settings),
             metrics=metrics,
         )
-
-    @property
-    def secret(self) -> str:
-        """The key new tokens are signed with."""
-        return self.keys[0]
 
     def count(self, name: str) -> None:
         """Add one to a counter of the metrics, if they are kept."""
         if self.metrics is not None:
             self.metrics.inc(name)
-
-    def revocation_ttl(self, claims: TokenClaims) -> int:
-        """How long a logout must remember a token: its remaining life plus the leeway, and
-        never longer than a token may live (its lifetime is checked, this is a second bound)."""
-        s = self.settings
-        remaining = claims.expires_at - int(time.time()) + s.jwt_leeway_seconds
-        return min(remaining, s.jwt_ttl_seconds + 2 * s.jwt_leeway_seconds)
-
-    def verify_token(self, token: str) -> TokenClaims:
-        """Verify a token against the current and previous secrets; raise a TokenError."""
-        return self.tokens.verify(token)
 
 
 def _count_failure(metrics: Metrics, reason: str) -> None:
@@ -149,18 +143,3 @@ def _count_round_trip(metrics: Metrics, calls: int) -> None:
 
 def _observe_wait(metrics: Metrics, seconds: float) -> None:
     metrics.observe("bcrypt_wait_seconds", seconds)
-
-
-def services(request: ApiRequest) -> Services:
-    """The Services of the app serving `request`."""
-    return request.app.ctx.services
-
-
-def client_address(request: ApiRequest, trust_proxy_headers: bool) -> str:
-    """The client's address: from proxy headers (Sanic's `remote_addr`) when the settings trust
-    them (`Settings.trusts_proxy_headers`) and they name an address, else the peer's address."""
-    ip: str = request.ip  # the peer's, from the socket
-    if not trust_proxy_headers:
-        return ip  # no proxy is trusted: the peer, without parsing any header
-    forwarded: str = request.remote_addr
-    return (forwarded and proxy_address(forwarded)) or ip

@@ -10,9 +10,11 @@ from typing import Any
 
 import orjson
 
+from api.auth import Client
 from api.context import ApiRequest
 from api.errors import ApiError, ErrorCode, ValidationError
 from api.security import FAMILY_ID
+from storage.sessions import USER_AGENT_MAX_CHARS
 
 NAME_MAX_CHARS = 64
 NAME_RULE = (
@@ -107,6 +109,26 @@ def proxy_address(value: str) -> str | None:
         return str(ipaddress.ip_address(value.removeprefix("[").removesuffix("]")))
     except ValueError:
         return None
+
+
+def client_address(request: ApiRequest, trust_proxy_headers: bool) -> str:
+    """The client's address: from proxy headers (Sanic's `remote_addr`) when the settings trust
+    them (`Settings.trusts_proxy_headers`) and they name an address, else the peer's address."""
+    ip: str = request.ip  # the peer's, from the socket
+    if not trust_proxy_headers:
+        return ip  # no proxy is trusted: the peer, without parsing any header
+    forwarded: str = request.remote_addr
+    return (forwarded and proxy_address(forwarded)) or ip
+
+
+def client(request: ApiRequest) -> Client:
+    """The client making the request, as the auth service knows it: its address and its user
+    agent as text."""
+    trusted = request.services.settings.trusts_proxy_headers
+    return Client(
+        address=client_address(request, trusted),
+        user_agent=header_text(request.headers.get("user-agent"), USER_AGENT_MAX_CHARS),
+    )
 
 
 def json_object(request: ApiRequest) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -359,6 +360,11 @@ def set_cookies(response: Reply) -> dict[str, str]:
     return {header.split("=", 1)[0]: header for header in response.headers.get_list("set-cookie")}
 
 
+def cookie_value(response: Reply, name: str) -> str:
+    """The value a response sets the cookie `name` to."""
+    return set_cookies(response)[name].split(";", 1)[0].split("=", 1)[1]
+
+
 def token_for(name: str, *, ttl: int = 3600, now: int | None = None, generation: int = 0) -> str:
     """A correctly signed token made without logging in (e.g. already expired)."""
     token, _ = issue_token(SECRET, name, generation, ttl, now=now)
@@ -482,35 +488,45 @@ class BrowserPage:
     errors: list[str]
 
 
-@pytest.fixture
-def browser_page(service_for_browser: Service) -> Iterator[BrowserPage]:
-    """A fresh headless Chromium page, with every request outside the service refused."""
+@contextlib.contextmanager
+def open_browser(origin: str) -> Iterator[Callable[[], BrowserPage]]:
+    """Headless Chromium: a function that opens a fresh page (in a context of its own: its own
+    cookies) with every request outside `origin` refused."""
     sync_api = pytest.importorskip("playwright.sync_api")
     executable = chromium_path()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        origin = service_for_browser.url
-        blocked: list[str] = []
-        errors: list[str] = []
 
-        def only_the_service(route: Any) -> None:
-            url: str = route.request.url
-            if url.startswith(origin + "/") or url == origin:
-                route.continue_()
-            else:
-                blocked.append(url)
-                route.abort()
+        def new_page() -> BrowserPage:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            blocked: list[str] = []
+            errors: list[str] = []
 
-        context.route("**/*", only_the_service)
-        page = context.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+            def only_the_service(route: Any) -> None:
+                url: str = route.request.url
+                if url.startswith(origin + "/") or url == origin:
+                    route.continue_()
+                else:
+                    blocked.append(url)
+                    route.abort()
+
+            context.route("**/*", only_the_service)
+            page = context.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            return BrowserPage(page, origin, blocked, errors)
+
         try:
-            yield BrowserPage(page, origin, blocked, errors)
+            yield new_page
         finally:
-            context.close()
             browser.close()
+
+
+@pytest.fixture
+def browser_page(service_for_browser: Service) -> Iterator[BrowserPage]:
+    """A fresh headless Chromium page on the service, with every other request refused."""
+    with open_browser(service_for_browser.url) as new_page:
+        yield new_page()
 
 
 @pytest.fixture

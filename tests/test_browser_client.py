@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from scripts.local import free_port
-from tests.conftest import PASSWORD, BrowserPage, Service, token_for
+from scripts.local import RedisServer, free_port
+from tests.conftest import PASSWORD, BrowserPage, Service, open_browser, start_service, token_for
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.browser]
 
@@ -293,3 +293,67 @@ def test_a_page_of_another_origin_cannot_post_a_message(
     status, body, _ = service_for_browser.call("GET", "/messages/", headers={"token": token})
     assert status == 200
     assert body["messages"] == []
+
+
+def _log_in(page: Any, origin: str, name: str, *, keep: bool) -> None:
+    _fill_in(page, origin, name)
+    if keep:
+        page.get_by_label("Keep me signed in").check()
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Signed in as").wait_for()
+
+
+def _cookie(page: Any, name: str) -> str:
+    found = [c["value"] for c in page.context.cookies() if c["name"] == name and c["value"]]
+    return found[0] if found else ""
+
+
+# What a script of the page can get from the API with the cookies alone: a refresh by cookie.
+SCRIPT_REFRESH = """async () => {
+  const csrf = document.cookie.split('; ').find((c) => c.startsWith('csrf_token='));
+  const response = await fetch('/token/refresh/', {
+    method: 'POST', headers: {'X-CSRF-Token': csrf.split('=')[1]},
+  });
+  return [response.status, await response.text()];
+}"""
+
+
+def test_real_expiry_keeps_me_signed_in_and_log_out_still_ends_the_session(
+    redis_server: RedisServer,
+) -> None:
+    redis_server.client().flushall()
+    service = start_service(
+        {"REDIS_URL": redis_server.url, "JWT_TTL_SECONDS": "60", "JWT_LEEWAY_SECONDS": "0"}
+    )
+    try:
+        for name in ("alice", "bob"):
+            service.call("POST", "/signup/", {"name": name, "password": PASSWORD})
+        with open_browser(service.url) as new_page:
+            a, b = new_page(), new_page()
+            _log_in(a.page, a.origin, "alice", keep=True)
+            _log_in(b.page, b.origin, "bob", keep=True)
+            first = _cookie(a.page, "token")
+            bob_refresh = _cookie(b.page, "refresh_token")
+            assert first
+            assert bob_refresh
+            # No script of the page ever gets a token in a body.
+            status, body = a.page.evaluate(SCRIPT_REFRESH)
+            assert (status, json.loads(body)) == (200, {"name": "alice"})
+            renewed = _cookie(a.page, "token")
+            time.sleep(61)  # every token expires, for real; the browsers keep their cookies
+            # Alice's page goes on: its expired token is refused, renewed, and the call made again.
+            _send(a.page, "after expiry")
+            a.page.get_by_role("list", name="History").get_by_text("after expiry").wait_for()
+            assert _cookie(a.page, "token") not in ("", first, renewed)
+            assert a.page.get_by_label("Signed in as").is_visible()
+            # Bob logs out after his token expired: his session ends anyway.
+            b.page.get_by_role("button", name="Log out", exact=True).click()
+            b.page.get_by_text("Logged out.").wait_for()
+            assert a.blocked == b.blocked == []
+        status, reply, _ = service.call("POST", "/token/refresh/", {"refresh_token": bob_refresh})
+        assert (status, reply["error"]) == (401, "invalid_token")
+        bob = service.login("bob")
+        sessions = service.call("GET", "/sessions/", headers={"token": bob})[1]["sessions"]
+        assert [s["current"] for s in sessions] == [True]  # only this new one
+    finally:
+        service.stop()

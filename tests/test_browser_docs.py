@@ -77,5 +77,7 @@ def test_authorize_then_try_it_out_sends_and_lists_a_message(
     body = listing.locator(".live-responses-table tr.response .response-col_description pre").first  # type: ignore[attr-defined]
     body.wait_for(timeout=15000)
     assert "from the browser" in body.inner_text()
+    # The pasted token is not kept where any script of this origin could read it.
+    assert token not in page.evaluate("JSON.stringify(localStorage)")
     assert browser_page.blocked == []
     assert browser_page.errors == []

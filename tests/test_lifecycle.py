@@ -12,10 +12,11 @@ from typing import Any
 import jwt
 import pytest
 
+from api.security import issue_token
 from api.settings import Settings
 from storage import keys
 from storage.connection import Client
-from tests.conftest import PASSWORD, Api, Reply, csrf_of, set_cookies
+from tests.conftest import PASSWORD, SECRET, Api, Reply, cookie_value, csrf_of, set_cookies
 
 NEW_PASSWORD = "a new, longer passphrase"
 
@@ -174,16 +175,19 @@ def test_a_refresh_with_the_cookie_needs_the_csrf_value_of_its_family(api: Api) 
     # A refused request used nothing up: the right value still works, once.
     right = api.post("/token/refresh/", cookie=cookie, headers={"X-CSRF-Token": csrf_of(token)})
     assert right.status == 200
-    cookies = set_cookies(right)
-    assert cookies["refresh_token"].startswith(f"refresh_token={right.json['refresh_token']};")
-    assert cookies["csrf_token"].startswith(f"csrf_token={csrf_of(right.json['token'])};")
+    # A refresh by cookie answers the new pair in the cookies only: no script reads it.
+    assert right.json == {"name": "alice"}
+    new_refresh, new_token, new_csrf = (
+        cookie_value(right, name) for name in ("refresh_token", "token", "csrf_token")
+    )
+    assert new_csrf == csrf_of(new_token)
     # The next refresh needs the new CSRF value, not the old one.
-    next_cookie = f"refresh_token={right.json['refresh_token']}"
+    next_cookie = f"refresh_token={new_refresh}"
     stale = api.post(
         "/token/refresh/", cookie=next_cookie, headers={"X-CSRF-Token": csrf_of(token)}
     )
     assert error_of(stale) == (403, "csrf_failed")
-    fresh = {"X-CSRF-Token": csrf_of(right.json["token"])}
+    fresh = {"X-CSRF-Token": new_csrf}
     assert api.post("/token/refresh/", cookie=next_cookie, headers=fresh).status == 200
 
 
@@ -578,3 +582,49 @@ def test_the_cap_never_ends_the_session_just_begun(
     assert api.get("/me/", headers={"token": short}).status == 200
     alive = [api.get("/me/", headers={"token": t}).status for t in long_lived]
     assert sorted(alive) == [200, 401]
+
+
+def test_a_login_can_answer_its_tokens_in_the_cookies_only(api: Api) -> None:
+    api.signup("alice")
+    response = login(api, refresh=True, cookie_only=True)
+    assert (response.status, response.json) == (200, {"name": "alice"})
+    token = cookie_value(response, "token")
+    assert api.get("/me/", headers={"token": token}).status == 200
+    assert cookie_value(response, "refresh_token")
+
+
+def test_with_a_refresh_token_every_cookie_lives_as_long_as_it(api: Api) -> None:
+    api.signup("alice")
+    cookies = set_cookies(login(api, refresh=True))
+    life = f"Max-Age={api.settings.refresh_ttl_seconds}"
+    for name in ("token", "csrf_token", "refresh_token"):
+        assert (
+            life in cookies[name]
+            or f"Max-Age={api.settings.refresh_ttl_seconds - 1}" in (cookies[name])
+        ), cookies[name]
+    plain = set_cookies(login(api))  # without one, the token's own life
+    assert f"Max-Age={api.settings.jwt_ttl_seconds}" in plain["token"]
+
+
+def test_logout_with_an_expired_token_still_ends_its_session(api: Api) -> None:
+    api.signup("alice")
+    token, refresh_token = login_with_refresh(api)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    # The same session's token, as it is once expired (a browser still sends it).
+    expired, _ = issue_token(
+        SECRET,
+        "alice",
+        claims["gen"],
+        api.settings.jwt_ttl_seconds,
+        family=claims["fam"],
+        now=int(time.time()) - api.settings.jwt_ttl_seconds - 60,
+    )
+    assert error_of(api.get("/me/", headers={"token": expired})) == (401, "token_expired")
+    assert api.post("/logout/", cookie=f"token={expired}").status == 200
+    assert error_of(refresh(api, refresh_token)) == (401, "invalid_token")
+    assert error_of(api.get("/me/", headers={"token": token})) == (401, "token_revoked")
+    # A token that is not genuine ends nothing.
+    other, other_refresh = login_with_refresh(api)
+    forged = jwt.encode({**jwt.decode(other, options={"verify_signature": False})}, "x" * 40)
+    assert api.post("/logout/", cookie=f"token={forged}").status == 200
+    assert refresh(api, other_refresh).status == 200

@@ -2,125 +2,64 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 from sanic import Blueprint, HTTPResponse
 
-from api import docs, issue, validation
+from api import docs, validation
 from api.context import ApiRequest
-from api.cookies import REFRESH_COOKIE, clear_cookies
-from api.errors import ApiError, ErrorCode, unauthorized
-from api.guard import authenticated, cookie_token, header_token, session_of
-from api.hashing import HasherBusy, Verdict
-from api.issue import NO_STORE
+from api.errors import ApiError, ErrorCode
+from api.guard import authenticated
 from api.responses import json
-from api.security import TokenError, cost_of, parse_refresh_token
-from api.services import Services, client_address, services
-from storage.errors import StorageUnavailable
-from storage.models import LoginState
-from storage.throttle import Window
+from api.transports import NO_STORE, HeaderTransport
 
 
 async def signup(request: ApiRequest) -> HTTPResponse:
     """Create a user with a bcrypt-sha256 password hash; signups per address are capped."""
     data = validation.json_object(request)
     name, password = validation.name(data), validation.password(data)
-    svc = services(request)
-    await svc.throttle.take(
-        svc.limits.signup_window(client_address(request, svc.settings.trusts_proxy_headers))
-    )
-    password_hash = await svc.hasher.hash(password)
-    await svc.users.create_user(name, password_hash, svc.hasher.rounds)
+    await request.services.auth.signup(name, password, validation.client(request))
     return json({"name": name}, status=201)
 
 
-async def attempt(
-    svc: Services, request: ApiRequest, name: str, password: str
-) -> tuple[LoginState, Verdict, tuple[Window, Window]]:
-    """One password check of `name`'s, throttled as a login: take its place in the account's
-    and the address's windows (RateLimited if either is full), then check the password. Returns
-    what was read, the verdict and the windows (to give back on success). A check that never ran
-    (HasherBusy) or failed on a server error gives its places back; a wrong password keeps them,
-    counted as a failure."""
-    windows = svc.limits.login_windows(
-        name, client_address(request, svc.settings.trusts_proxy_headers)
-    )
-    state = await svc.users.begin_login(name, *windows)
-    try:
-        verdict = await svc.hasher.verify(
-            password, state.password_hash, stored_costs=state.stored_costs
-        )
-    except Exception:
-        with contextlib.suppress(StorageUnavailable):  # Redis down: nothing can be given back
-            await svc.throttle.give_back(refund=windows)
-        raise
-    return state, verdict, windows
-
-
 async def login(request: ApiRequest) -> HTTPResponse:
-    """Check the credentials and issue a token (and a refresh token if the body asks for one);
-    the same 401 whether or not the name exists.
-
-    Every attempt is taken from the account's and the address's windows before the password is
-    checked (a full window is a 429, even with the right password); a success gives them back,
-    clearing the account's count, makes the stored hash anew if it needs it, and begins the
-    login's family of tokens.
-    """
+    """Check the credentials and issue a token (and a refresh token if the body asks for one),
+    in the body and the cookies, or with `cookie_only` in the cookies alone."""
     data = validation.json_object(request)
     name, password = validation.name(data), validation.password(data)
     refresh = validation.flag(data, "refresh")
-    svc = services(request)
-    state, verdict, (account, address) = await attempt(svc, request, name, password)
-    if not verdict.ok or state.password_hash is None:
-        raise unauthorized(ErrorCode.INVALID_CREDENTIALS, "wrong name or password")
-    rehash = None
-    if verdict.needs_rehash:
-        with contextlib.suppress(HasherBusy):  # too busy now: a later login makes it anew
-            new_hash = await svc.hasher.hash(password)
-            old_cost = cost_of(state.password_hash) or svc.hasher.rounds
-            rehash = (state.password_hash, new_hash, old_cost, svc.hasher.rounds)
-    pending = issue.prepare(svc, request, name, refresh=refresh)
-    _, started = await asyncio.gather(
-        svc.users.finish_login(name, clear=(account,), refund=(address,), rehash=rehash),
-        svc.sessions.begin(name, state.generation, pending.family),
-    )
-    if not started:  # the account was deleted or all its sessions ended meanwhile
-        raise unauthorized(ErrorCode.INVALID_CREDENTIALS, "wrong name or password")
-    return issue.answer(svc, request, pending, name, state.generation)
+    cookie_only = validation.flag(data, "cookie_only")
+    svc = request.services
+    issued = await svc.auth.login(name, password, validation.client(request), refresh=refresh)
+    body = {"name": issued.name} if cookie_only else HeaderTransport.body(issued)
+    response = json(body, headers=NO_STORE)
+    svc.cookies.set(response, request, issued)
+    return response
 
 
 async def logout(request: ApiRequest) -> HTTPResponse:
-    """End the session of every valid token presented (header and cookie) and of the refresh
-    token presented (body field or cookie)."""
+    """End the session of every genuine token presented (header and cookie, expired ones
+    included) and of the refresh token presented (body field or cookie); clear the cookies."""
     refresh_token = validation.optional_string(validation.optional_object(request), "refresh_token")
-    svc = services(request)
-    for token in _presented_tokens(request):
-        try:
-            claims = svc.verify_token(token)
-        except TokenError:
-            continue
-        await svc.sessions.revoke(session_of(claims), svc.revocation_ttl(claims))
-        svc.count("tokens_revoked")
-    refresh_token = refresh_token or request.cookies.get(REFRESH_COOKIE)
-    if refresh_token:
-        with contextlib.suppress(TokenError):  # not a refresh token: nothing to end
-            named = parse_refresh_token(refresh_token)
-            if await svc.sessions.end_family(named.name, named.family, named.digest):
-                svc.count("tokens_revoked")
+    svc = request.services
+    tokens = []
+    with contextlib.suppress(ApiError):  # a malformed header is just not a token to end
+        tokens.append(HeaderTransport.read(request))
+    tokens.append(svc.cookies.read(request))
+    refresh_token = refresh_token or svc.cookies.read_refresh(request)
+    await svc.auth.logout([t for t in tokens if t], refresh_token)
     response = json({"status": "logged out"}, headers=NO_STORE)
-    clear_cookies(response, request, svc.settings)
+    svc.cookies.clear(response, request)
     return response
 
 
 @authenticated
 async def logout_all(request: ApiRequest) -> HTTPResponse:
     """Invalidate all of the user's tokens (new logins work); clear this client's cookies."""
-    svc = services(request)
-    await svc.sessions.end_all(request.ctx.session)
-    svc.count("sessions_ended")
+    svc = request.services
+    await svc.auth.logout_all(request.ctx.session)
     response = json({"status": "logged out everywhere"}, headers=NO_STORE)
-    clear_cookies(response, request, svc.settings)
+    svc.cookies.clear(response, request)
     return response
 
 
@@ -128,20 +67,8 @@ async def logout_all(request: ApiRequest) -> HTTPResponse:
 async def me(request: ApiRequest) -> HTTPResponse:
     """Return the authenticated user's name."""
     session = request.ctx.session
-    await services(request).sessions.check(session)
+    await request.services.auth.check(session)
     return json({"name": session.name})
-
-
-def _presented_tokens(request: ApiRequest) -> list[str]:
-    tokens = []
-    try:
-        from_header = header_token(request)
-    except ApiError:  # a malformed header is just not a token to revoke
-        from_header = None
-    for token in (from_header, cookie_token(request)):
-        if token and token not in tokens:
-            tokens.append(token)
-    return tokens
 
 
 def blueprint() -> Blueprint:
@@ -178,7 +105,9 @@ def blueprint() -> Blueprint:
                 200,
                 docs.LOGIN_REPLY,
                 "Logged in; also sets the `token` and `csrf_token` cookies. With `refresh`: "
-                "a `refresh_token` too, also in a cookie sent only to `/token/refresh/`.",
+                "a `refresh_token` too, also in a cookie sent only to `/token/refresh/`, and "
+                "every cookie lives as long as it does. With `cookie_only`: the tokens in the "
+                'cookies only, the body `{"name"}`.',
             ),
             errors=(
                 *docs.BODY_ERRORS,

@@ -8,7 +8,6 @@ from api import docs
 from api.context import ApiRequest
 from api.errors import ErrorCode, ShuttingDown
 from api.responses import json
-from api.services import services
 
 
 async def healthz(request: ApiRequest) -> HTTPResponse:
@@ -20,7 +19,7 @@ async def readyz(request: ApiRequest) -> HTTPResponse:
     """Answer 200 when Redis accepts a write, else 503 storage_unavailable; 503 shutting_down
     once the service is stopping."""
     if not request.app.ctx.stopping:
-        await services(request).health.check_writable()
+        await request.services.health.check_writable()
     if request.app.ctx.stopping:  # also when it began while Redis was asked
         raise ShuttingDown
     return json({"status": "ready"})

@@ -9,7 +9,6 @@ from api.context import ApiRequest
 from api.errors import ApiError, ErrorCode
 from api.guard import authenticated
 from api.responses import json
-from api.services import services
 from api.settings import Settings
 
 CREATED = "Сообщение создано"
@@ -19,7 +18,7 @@ DEFAULT_LIMIT = 20
 @authenticated
 async def post_message(request: ApiRequest) -> HTTPResponse:
     """Store the text, or answer `last N` with the N newest messages (the query is not stored)."""
-    svc = services(request)
+    svc = request.services
     data = validation.json_object(request)
     text = validation.text(data, svc.settings.message_max_chars)
     claimed = validation.optional_name(data)
@@ -38,7 +37,7 @@ async def post_message(request: ApiRequest) -> HTTPResponse:
 @authenticated
 async def list_messages(request: ApiRequest) -> HTTPResponse:
     """Return up to `limit` (default 20) of the user's newest messages with their send times."""
-    svc = services(request)
+    svc = request.services
     cap = svc.settings.message_history_limit
     limit = validation.limit(request, default=DEFAULT_LIMIT, maximum=cap)
     messages = await svc.messages.last_messages(request.ctx.session, limit)

@@ -10,9 +10,9 @@ from sanic_ext import openapi
 
 from api.context import ApiRequest
 from api.errors import ERROR_FORMAT, ApiError, ErrorCode
-from api.guard import bearer_credentials
 from api.metrics import CONTENT_TYPE
 from api.settings import Settings
+from api.transports import bearer_credentials
 
 
 def blueprint(settings: Settings) -> Blueprint:

@@ -2,107 +2,65 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
 from sanic import Blueprint, HTTPResponse
 from sanic.response import empty
 
-from api import docs, issue, validation
+from api import docs, validation
 from api.context import ApiRequest
-from api.cookies import REFRESH_COOKIE, clear_cookies
-from api.errors import ErrorCode, unauthorized
-from api.guard import CSRF_HEADER, authenticated
-from api.issue import NO_STORE
+from api.errors import ApiError, ErrorCode, unauthorized
+from api.guard import authenticated
 from api.responses import json
-from api.security import digest, parse_refresh_token
-from api.services import services
-from storage.errors import NoSuchFamily, RefreshCsrfFailed, RefreshReused
-from storage.models import FamilyInfo
-
-logger = logging.getLogger("api.sessions")
+from api.transports import NO_STORE, HeaderTransport
+from api.views import session_view
 
 
 async def refresh(request: ApiRequest) -> HTTPResponse:
     """Use up a refresh token for a new access token and refresh token (RFC 9700 4.14.2).
 
-    The refresh token comes in the body, or as the cookie with `X-CSRF-Token` set to the
-    `csrf_token` cookie issued with it. A token used before ends its whole family: 401
-    `token_reused`.
+    The refresh token comes in the body (the new pair is answered in the body, and the cookies),
+    or as the cookie with `X-CSRF-Token` set to the `csrf_token` cookie issued with it (the new
+    pair goes in the cookies only: no script reads it). A token used before ends its whole
+    family: 401 `token_reused`.
     """
-    svc = services(request)
+    svc = request.services
     sent = validation.optional_string(validation.optional_object(request), "refresh_token")
-    csrf_digest = ""
+    csrf = None
     if sent is None:
-        sent = request.cookies.get(REFRESH_COOKIE)
-        if not sent:
+        sent = svc.cookies.read_refresh(request)
+        if sent is None:
             raise unauthorized(
                 ErrorCode.MISSING_TOKEN,
                 "a refresh token is required (the refresh_token field or cookie)",
             )
-        if svc.settings.csrf_protection:
-            csrf = request.headers.get(CSRF_HEADER, "")
-            if not csrf:
-                raise RefreshCsrfFailed()
-            csrf_digest = digest(csrf)
-    named = parse_refresh_token(sent)
-    pending = issue.prepare(svc, request, named.name, refresh=True, family_id=named.family)
-    try:
-        rotation = await svc.sessions.rotate(
-            named.name, named.family, named.digest, csrf_digest, pending.family
-        )
-    except RefreshReused:
-        svc.count("refresh_tokens_reused")
-        logger.warning(
-            "a used refresh token of %s was presented again: session %s ended",
-            named.name,
-            named.family,
-        )
-        raise
-    svc.count("tokens_refreshed")
-    return issue.answer(
-        svc,
-        request,
-        pending,
-        named.name,
-        rotation.generation,
-        refresh_expires=rotation.refresh_expires,
-    )
+        csrf = svc.cookies.csrf_value(request)
+    issued = await svc.auth.refresh(sent, validation.client(request), csrf=csrf)
+    body = {"name": issued.name} if csrf is not None else HeaderTransport.body(issued)
+    response = json(body, headers=NO_STORE)
+    svc.cookies.set(response, request, issued)
+    return response
 
 
 @authenticated
 async def list_sessions(request: ApiRequest) -> HTTPResponse:
     """The user's live sessions (families of tokens), newest first."""
     session = request.ctx.session
-    families = await services(request).sessions.families(session)
+    families = await request.services.auth.sessions(session)
     return json({"sessions": [session_view(f, session.family) for f in families]})
 
 
 @authenticated
 async def end_session(request: ApiRequest, session_id: str) -> HTTPResponse:
     """End one of the user's sessions: every token of it stops working."""
-    svc = services(request)
+    svc = request.services
     session = request.ctx.session
     family_id = validation.family_id(session_id)
     if family_id is None:
-        raise NoSuchFamily(session_id)
-    await svc.sessions.end_own(session, family_id)
-    svc.count("tokens_revoked")
+        raise ApiError(ErrorCode.NO_SUCH_SESSION, "no live session of yours has this id")
+    await svc.auth.end_session(session, family_id)
     response = empty(headers=NO_STORE)
     if family_id == session.family:
-        clear_cookies(response, request, svc.settings)
+        svc.cookies.clear(response, request)
     return response
-
-
-def session_view(family: FamilyInfo, current: str | None) -> dict[str, Any]:
-    """A session as `/sessions/` and the export show it."""
-    return {
-        "id": family.id,
-        "created_at": family.created_at,
-        "last_used_at": family.last_used_at,
-        "user_agent": family.user_agent,
-        "current": family.id == current,
-    }
 
 
 def blueprint() -> Blueprint:
@@ -119,8 +77,10 @@ def blueprint() -> Blueprint:
             ok=(
                 200,
                 docs.REFRESH_REPLY,
-                "A new pair; also sets the `token`, `csrf_token` and `refresh_token` cookies. "
-                "The refresh token presented is used up: presenting it again ends its session.",
+                "A new pair, in the `token`, `csrf_token` and `refresh_token` cookies and, for "
+                "a refresh token sent in the body, in the body too; for one sent as the cookie "
+                'the body is `{"name"}` (no script of a page reads a token). The refresh '
+                "token presented is used up: presenting it again ends its session.",
             ),
             errors=(
                 *docs.BODY_ERRORS,

@@ -4,7 +4,8 @@ window.addEventListener("load", function () {
     url: "/docs/openapi.json",
     dom_id: "#swagger-ui",
     deepLinking: true,
-    persistAuthorization: true,
+    // A pasted token is not kept in localStorage, where any script of this origin could read it.
+    persistAuthorization: false,
     tryItOutEnabled: false,
     // No validator badge: it would send the document to a validator on the internet.
     validatorUrl: null,

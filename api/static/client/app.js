@@ -33,7 +33,9 @@ function csrfToken() {
 }
 
 // An expired token is renewed once with the refresh_token cookie (if the login kept one), then
-// the call is made again.
+// the call is made again. With a refresh token the token cookie lives as long as it does, so the
+// browser still sends the expired token and the API says `token_expired`; the renewed tokens come
+// back in cookies only, never in a body this script could read.
 async function call(method, path, body, renewed = false) {
   try {
     return await send(method, path, body);
@@ -266,7 +268,8 @@ async function submitCredentials(event) {
   event.preventDefault();
   const action = event.submitter ? event.submitter.dataset.action : "login";
   const body = { name: $("name").value, password: $("password").value };
-  const login = { ...body, refresh: $("remember").checked };
+  // cookie_only: the tokens go in HttpOnly cookies, none in the body this script reads.
+  const login = { ...body, refresh: $("remember").checked, cookie_only: true };
   const buttons = $("credentials").querySelectorAll("button");
   buttons.forEach((button) => (button.disabled = true));
   $("credentials-error").textContent = "";
