@@ -8,9 +8,11 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sanic import Blueprint, HTTPResponse
 from sanic_ext import openapi
 from sanic_ext.extensions.openapi.builders import OperationStore
+from sanic_ext.extensions.openapi.definitions import RequestBody, Response
 from sanic_ext.extensions.openapi.types import Integer
 
 from api.errors import ERROR_FORMAT, ErrorCode
@@ -242,16 +244,16 @@ def error_responses(codes: Sequence[ErrorCode]) -> dict[int, tuple[Schema, str]]
                     {
                         "error": {
                             "type": "string",
-                            "enum": list(dict.fromkeys(c.code for c in group)),
+                            "enum": list(dict.fromkeys(c.slug for c in group)),
                         },
                         "message": {"type": "string"},
                     },
                     "error",
                     "message",
                 ),
-                "example": {"error": group[0].code, "message": "a human-readable explanation"},
+                "example": {"error": group[0].slug, "message": "a human-readable explanation"},
             },
-            " ".join(f"`{c.code}`: {c.meaning}" for c in group),
+            " ".join(f"`{c.slug}`: {c.meaning}" for c in group),
         )
         for status, group in sorted(by_status.items())
     }
@@ -297,11 +299,17 @@ def add_route(bp: Blueprint, method: str, path: str, handler: Handler, doc: Doc)
     )
     functools.update_wrapper(route, handler)
     documented: Any = route
-    for status, schema, description in (doc.ok, *doc.also):
-        content = {} if schema is None else json_content(schema)
-        documented = openapi.response(status, content, description)(documented)
+    operation = OperationStore()[documented]  # type: ignore[no-untyped-call]
+    responses = [
+        (status, {} if schema is None else json_content(schema), description)
+        for status, schema, description in (doc.ok, *doc.also)
+    ]
     for status, (schema, description) in error_responses(doc.errors).items():
-        documented = openapi.response(status, json_content(schema), description)(documented)
+        responses.append((status, json_content(schema), description))
+    for status, content, description in responses:
+        # What openapi.response records; sanic-ext builds its objects from a schema walk that
+        # costs more than the rest of making an app, and the same schemas recur on every route.
+        operation.responses[status] = _response(orjson.dumps(content), description)
     for name, schema, description in doc.query:
         documented = openapi.parameter(
             name, schema, "query", required=False, description=description
@@ -309,12 +317,24 @@ def add_route(bp: Blueprint, method: str, path: str, handler: Handler, doc: Doc)
     if doc.body is not None:
         # What openapi.body records, without the validating wrapper it would put around the
         # handler: the handlers validate their bodies themselves.
-        OperationStore()[documented].body(json_content(doc.body), required=doc.body_required)  # type: ignore[no-untyped-call]
+        operation.requestBody = _body(orjson.dumps(json_content(doc.body)), doc.body_required)
     if doc.secured:
         for scheme in SECURITY_SCHEMES:
             documented = openapi.secured(scheme)(documented)
     documented = openapi.tag(doc.tag)(openapi.summary(doc.summary)(documented))
     bp.add_route(documented, path, methods=[method], error_format=ERROR_FORMAT)
+
+
+@functools.lru_cache(maxsize=1024)
+def _response(content: bytes, description: str) -> Any:
+    """sanic-ext's Response for a content map (as JSON) and description, made once."""
+    return Response.make(orjson.loads(content), description)
+
+
+@functools.lru_cache(maxsize=256)
+def _body(content: bytes, required: bool) -> Any:
+    """sanic-ext's RequestBody for a content map (as JSON), made once."""
+    return RequestBody.make(orjson.loads(content), required=required)
 
 
 def limit_schema(maximum: int) -> Any:

@@ -127,8 +127,8 @@ class ErrorCode(Enum):
     SERVICE_UNAVAILABLE = ("service_unavailable", 503, "The answer took too long.")
     HTTP_ERROR = ("http_error", 400, "Another HTTP error.")
 
-    def __init__(self, code: str, status: int, meaning: str) -> None:
-        self.code = code
+    def __init__(self, slug: str, status: int, meaning: str) -> None:
+        self.slug = slug  # what the answer's "error" field says
         self.status = status
         self.meaning = meaning
 
@@ -144,9 +144,8 @@ class ApiError(Exception):
         self, code: ErrorCode, message: str, headers: Mapping[str, str] | None = None
     ) -> None:
         super().__init__(message)
-        self.error = code
+        self.code = code
         self.status = code.status
-        self.code = code.code
         self.message = message
         self.headers = dict(headers or {})
 
@@ -245,7 +244,7 @@ def to_api_error(exc: BaseException) -> ApiError:
             code = _SANIC_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
             # Sanic's messages may quote what the client sent (a method, a path): bytes that
             # are not UTF-8 among them would make the JSON body fail to serialise.
-            error = ApiError(code, printable(str(exc.message or code.code)), exc.headers)
+            error = ApiError(code, printable(str(exc.message or code.slug)), exc.headers)
             error.status = exc.status_code  # http_error stands for any status
             return error
     return ApiError(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred")
@@ -254,7 +253,7 @@ def to_api_error(exc: BaseException) -> ApiError:
 def error_response(error: ApiError) -> HTTPResponse:
     """Render an ApiError as `{"error", "message"}` with its status and headers."""
     return json(
-        {"error": error.code, "message": error.message},
+        {"error": error.code.slug, "message": error.message},
         status=error.status,
         headers=error.headers,
     )
@@ -268,10 +267,10 @@ class JsonErrorHandler(ErrorHandler):
         error = to_api_error(exception)
         metrics = cast(AppCtx, request.app.ctx).metrics
         if metrics is not None:
-            metrics.inc("api_errors", (error.code,))
-        if error.error is ErrorCode.CLIENT_CLOSED_REQUEST:
+            metrics.inc("api_errors", (error.code.slug,))
+        if error.code is ErrorCode.CLIENT_CLOSED_REQUEST:
             logger.info("client hung up before the answer to %s %s", request.method, request.path)
-        elif error.error is ErrorCode.INTERNAL_ERROR:
+        elif error.code is ErrorCode.INTERNAL_ERROR:
             logger.error(
                 "unhandled error on %s %s",
                 request.method,

@@ -13,6 +13,7 @@ import orjson
 from storage.clock import SecondClock
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+OWN_LOGGERS = ("api", "storage")
 SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.server", "sanic.access", "sanic.websockets")
 # Fields a log call may add with `extra=`; JSON lines carry them.
 EXTRA_FIELDS = ("request_id", "method", "path", "route", "status", "duration_ms", "client", "user")
@@ -90,16 +91,17 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
-    """Send the `api` loggers to stderr, put them and Sanic's at `level`, and, for `json`, make
-    every handler of Sanic's and ours write JSON lines. Call again once Sanic has set up its own
-    handlers (it does when an app is made)."""
+    """Send the service's loggers (`api`, `storage`) to stderr, put them and Sanic's at `level`,
+    and, for `json`, make every handler of Sanic's and ours write JSON lines. Call again once
+    Sanic has set up its own handlers (it does when an app is made)."""
     formatter: logging.Formatter = JsonFormatter() if log_format == "json" else TextFormatter()
-    logger = logging.getLogger("api")
-    if not logger.handlers:
-        logger.addHandler(logging.StreamHandler())
-    logger.setLevel(level)
-    for handler in logger.handlers:
-        handler.setFormatter(formatter)
+    for name in OWN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(logging.StreamHandler())
+        logger.setLevel(level)
+        for handler in logger.handlers:
+            handler.setFormatter(formatter)
     for name in SANIC_LOGGERS:
         sanic_logger = logging.getLogger(name)
         sanic_logger.setLevel(level)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.local import ROOT, stop, wait_http
+from support.processes import ROOT, stop, wait_http
 
 CONNECTIONS = 32
 WRK_SCRIPT = """

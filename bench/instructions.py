@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.harness import checkout, process, require, session_pids
 from bench.scenarios import LAST_10, LIST_10, MESSAGE, PASSWORD
-from scripts.local import (
+from support.processes import (
     free_port,
     post,
     service_env,

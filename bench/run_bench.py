@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.harness import checkout, require
 from bench.report import Results, render
 from bench.scenarios import Bench
-from scripts.local import ROOT
+from support.processes import ROOT
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 

@@ -27,7 +27,7 @@ from bench.harness import (
     session_cpu,
     wrk,
 )
-from scripts.local import (
+from support.processes import (
     ROOT,
     free_port,
     post,

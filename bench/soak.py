@@ -29,14 +29,14 @@ from typing import Any
 import httpx
 import redis
 
-from scripts.local import (
+from support.processes import (
     ROOT,
     RedisClusterServers,
     free_port,
     service_env,
     spawn_redis,
+    spawn_service,
     start_cluster,
-    start_service,
     stop,
     wait_for_ping,
     wait_http,
@@ -226,7 +226,7 @@ def _service(redis_url: str, log: Path, **extra: str) -> Iterator[tuple[str, int
         **extra,
     )
     output = log.open("w")
-    process = start_service(env, stdout=output, stderr=subprocess.STDOUT)
+    process = spawn_service(env, stdout=output, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/healthz", process=process)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scripts.local import ROOT, free_port, post, service_env, start_service, stop, wait_http
+from support.processes import ROOT, free_port, post, service_env, spawn_service, stop, wait_http
 
 
 def main() -> int:
@@ -33,7 +33,7 @@ def main() -> int:
         SIGNUP_ADDR_MAX="1000000",
         LOG_LEVEL="WARNING",
     )
-    service = start_service(env)
+    service = spawn_service(env)
     try:
         wait_http(base + "/healthz", process=service)
         user = {"name": "fuzzer", "password": secrets.token_urlsafe(16)}

@@ -17,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 
 from storage.errors import SetupRefused, StorageUnavailable
 
-logger = logging.getLogger("api.storage")
+logger = logging.getLogger("storage")
 
 MEMORY_URL = "memory://"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -10,11 +10,14 @@ from storage.connection import Client, Monitor
 from storage.models import Message, Session
 from storage.pipeline import AutoPipeline
 from storage.sessions import raise_for_status, session_args, session_keys
-from storage.store import Store, translate_errors
+from storage.store import Script, Store, translate_errors
 
 
 class MessageStore(Store):
     """Messages kept as JSON objects `{"text", "sent_at"}` in the list `messages:{<name>}`."""
+
+    _append = Script(scripts.APPEND_MESSAGE)
+    _last = Script(scripts.LAST_MESSAGES)
 
     def __init__(
         self,
@@ -27,8 +30,6 @@ class MessageStore(Store):
         super().__init__(client, monitor, pipeline)
         self._clock = SecondClock()
         self._history_limit = history_limit
-        self._append = self._script(scripts.APPEND_MESSAGE)
-        self._last = self._script(scripts.LAST_MESSAGES)
 
     @translate_errors
     async def append_message(self, session: Session, text: str) -> Message:

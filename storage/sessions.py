@@ -10,6 +10,7 @@ round trip as its own work.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from storage.errors import (
 )
 from storage.models import FamilyInfo, NewFamily, Rotation, Session
 from storage.pipeline import AutoPipeline
-from storage.store import Store, translate_errors
+from storage.store import Script, Store, translate_errors
 
 # A family keeps the digests of its used refresh tokens (to recognise one presented again) for
 # the refresh token lifetime, and at most this many of them.
@@ -120,6 +121,15 @@ class SessionStore(Store):
     """Families `family:{<name>}:<id>`, their index `families:{<name>}`, their used refresh
     tokens, the per-user session generation, and the revocation markers of older tokens."""
 
+    _check = Script(scripts.CHECK_SESSION)
+    _end_all = Script(scripts.END_SESSIONS)
+    _start = Script(scripts.START_FAMILY)
+    _refresh = Script(scripts.REFRESH)
+    _end_family = Script(scripts.END_FAMILY)
+    _end_own = Script(scripts.END_OWN_FAMILY)
+    _list = Script(scripts.LIST_FAMILIES)
+    _logout = Script(scripts.LOGOUT)
+
     def __init__(
         self,
         client: Client,
@@ -128,20 +138,12 @@ class SessionStore(Store):
         *,
         lifetimes: Lifetimes | None = None,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.lifetimes = lifetimes or DEFAULT_LIFETIMES
         self.max_sessions = max_sessions
+        self.clock = clock  # seconds since the epoch: what "now" is for sessions
         super().__init__(client, monitor, pipeline)
-
-    def _setup(self) -> None:
-        self._check = self._script(scripts.CHECK_SESSION)
-        self._end_all = self._script(scripts.END_SESSIONS)
-        self._start = self._script(scripts.START_FAMILY)
-        self._refresh = self._script(scripts.REFRESH)
-        self._end_family = self._script(scripts.END_FAMILY)
-        self._end_own = self._script(scripts.END_OWN_FAMILY)
-        self._list = self._script(scripts.LIST_FAMILIES)
-        self._logout = self._script(scripts.LOGOUT)
 
     def plan(
         self,
@@ -153,7 +155,7 @@ class SessionStore(Store):
         now: int | None = None,
     ) -> NewFamily:
         """A family about to begin now, with a refresh token if `refresh_digest` is set."""
-        now = int(time.time()) if now is None else now
+        now = int(self.clock()) if now is None else now
         life = self.lifetimes
         refresh_expires = now + life.refresh if refresh_digest else 0
         return NewFamily(
@@ -185,7 +187,7 @@ class SessionStore(Store):
                 keys.family_prefix(name),
                 keys.used_prefix(name),
                 self.max_sessions,
-                int(time.time() * 1000) % 1000,
+                int(self.clock() * 1000) % 1000,
             ],
         )
         return bool(started)
@@ -265,7 +267,7 @@ class SessionStore(Store):
             await self._list(
                 keys=session_keys(session, keys.families(name)),
                 args=session_args(
-                    session, int(time.time()), keys.family_prefix(name), self.max_sessions
+                    session, int(self.clock()), keys.family_prefix(name), self.max_sessions
                 ),
             )
         )
@@ -277,7 +279,7 @@ class SessionStore(Store):
         `ttl_seconds` (its remaining life plus leeway; none when that is over), in one step. True
         if a live family ended."""
         name = session.name
-        now = int(time.time()) if now is None else now
+        now = int(self.clock()) if now is None else now
         denylist = [keys.revoked(name, session.jti), keys.denylist(name)]
         family = session.family or ""
         family_keys = (

@@ -5,16 +5,42 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from storage import keys
 from storage.connection import PROBE_TTL_MS, Client, Monitor, bounded, unavailable_reason
 from storage.errors import StorageUnavailable
-from storage.pipeline import AutoPipeline, register_script
+from storage.pipeline import AutoPipeline, ScriptCall, register_script
 
 P = ParamSpec("P")
 R = TypeVar("R")
 S = TypeVar("S", bound="Store")
+
+
+class Script:
+    """A Lua script of a store, declared on its class: `_check = Script(scripts.CHECK_SESSION)`.
+
+    Each store registers its scripts when it is made (on the auto-pipeline when there is one), as
+    instance attributes that shadow these declarations: a call is `await self._check(keys=...,
+    args=...)`, with nothing in between."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, store: None, owner: type) -> Script: ...
+
+    @overload
+    def __get__(self, store: Store, owner: type) -> ScriptCall: ...
+
+    def __get__(self, store: Store | None, owner: type) -> Script | ScriptCall:
+        if store is None:
+            return self
+        raise AttributeError(f"{owner.__name__}.{self.name} is registered when a store is made")
 
 
 class Store:
@@ -29,14 +55,13 @@ class Store:
         self._client = client
         self._monitor = monitor if monitor is not None else Monitor()
         self._pipeline = pipeline
-        self._setup()
-
-    def _setup(self) -> None:
-        """Register the store's scripts (with `_script`); nothing by default."""
-
-    def _script(self, source: str) -> Callable[..., Awaitable[Any]]:
-        """A Lua script of this store's, queued on the auto-pipeline when there is one."""
-        return register_script(self._client, source, pipeline=self._pipeline, monitor=self._monitor)
+        for klass in type(self).__mro__:
+            for name, declared in vars(klass).items():
+                if isinstance(declared, Script) and name not in self.__dict__:
+                    call = register_script(
+                        client, declared.source, pipeline=pipeline, monitor=self._monitor
+                    )
+                    setattr(self, name, call)
 
 
 def translate_errors(

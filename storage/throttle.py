@@ -15,7 +15,7 @@ from typing import Any
 
 from storage import keys, scripts
 from storage.errors import RateLimited
-from storage.store import Store, translate_errors
+from storage.store import Script, Store, translate_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +59,9 @@ class Limits:
 class Throttle(Store):
     """Takes, gives back and clears attempts in windows."""
 
-    def _setup(self) -> None:
-        self._reserve = self._script(scripts.RESERVE)
-        self._refund = self._script(scripts.REFUND)
-        self._clear = self._script(scripts.CLEAR)
+    _reserve = Script(scripts.RESERVE)
+    _refund = Script(scripts.REFUND)
+    _clear = Script(scripts.CLEAR)
 
     def reserve(self, window: Window) -> Awaitable[Any]:
         """Start taking an attempt from `window`; `settle` reads the reply."""

@@ -23,7 +23,7 @@ from storage.sessions import (
     session_args,
     session_keys,
 )
-from storage.store import Store, translate_errors
+from storage.store import Script, Store, translate_errors
 from storage.throttle import Throttle, Window
 
 # The first session generation of an account is random below this (exact in a JSON number).
@@ -32,6 +32,15 @@ GENERATION_BITS = 52
 
 class UserStore(Store):
     """Users kept as hashes `user:{<name>}`, and how many stored hashes have each bcrypt cost."""
+
+    _create = Script(scripts.CREATE_USER)
+    _read = Script(scripts.READ_CREDENTIALS)
+    _replace_hash = Script(scripts.REPLACE_HASH)
+    _read_costs = Script(scripts.READ_COSTS)
+    _count_costs = Script(scripts.COUNT_COSTS)
+    _change_password = Script(scripts.CHANGE_PASSWORD)
+    _delete = Script(scripts.DELETE_USER)
+    _export = Script(scripts.EXPORT)
 
     def __init__(
         self,
@@ -45,14 +54,6 @@ class UserStore(Store):
         super().__init__(client, monitor, pipeline)
         self._max_sessions = max_sessions
         self._throttle = throttle or Throttle(client, self._monitor, pipeline)
-        self._create = self._script(scripts.CREATE_USER)
-        self._read = self._script(scripts.READ_CREDENTIALS)
-        self._replace_hash = self._script(scripts.REPLACE_HASH)
-        self._read_costs = self._script(scripts.READ_COSTS)
-        self._count_costs = self._script(scripts.COUNT_COSTS)
-        self._change_password = self._script(scripts.CHANGE_PASSWORD)
-        self._delete = self._script(scripts.DELETE_USER)
-        self._export = self._script(scripts.EXPORT)
 
     @translate_errors
     async def create_user(self, name: str, password_hash: str, cost: int) -> None:

@@ -9,10 +9,8 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,20 +29,21 @@ from api.app import create_app
 from api.security import issue_token
 from api.services import Services
 from api.settings import Settings
-from scripts.local import (
+from storage import keys
+from storage.connection import Client, create_memory_redis, create_redis
+from support.processes import (
     LOOPBACK,
+    PASSWORD,
+    SECRET,
     RedisClusterServers,
     RedisServer,
-    call,
+    Service,
     free_port,
     spawn_redis,
     start_cluster,
-    stop,
+    start_service,
     wait_for_ping,
 )
-from scripts.local import start_service as run_service
-from storage import keys
-from storage.connection import Client, create_memory_redis, create_redis
 
 T = TypeVar("T")
 # Many apps of one name in this process: Sanic's own test mode allows it.
@@ -70,8 +69,6 @@ def _parse_alone(*args: Any, **kwargs: Any) -> Any:
 # ast itself, and the modules that bound the name before this file ran.
 for _module in (ast, sanic_routes, sanic_touchup_base):
     setattr(_module, "parse", _parse_alone)  # noqa: B010 (mypy: not an exported name)
-SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
-PASSWORD = "correct horse battery"
 
 
 def _require_redis_binaries() -> None:
@@ -369,89 +366,6 @@ def token_for(name: str, *, ttl: int = 3600, now: int | None = None, generation:
     """A correctly signed token made without logging in (e.g. already expired)."""
     token, _ = issue_token(SECRET, name, generation, ttl, now=now)
     return token
-
-
-class Service:
-    """The API started as `make run` starts it (`python run.py`), in its own process group.
-
-    Its output is collected line by line as it runs, so a test can wait for what it logs.
-    """
-
-    def __init__(self, url: str, process: subprocess.Popen[str]) -> None:
-        self.url = url
-        self.process = process
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        """Everything the service has printed so far."""
-        return "".join(self.lines)
-
-    def call(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, Any, dict[str, str]]:
-        """Send one request; return status, decoded JSON body and headers."""
-        return call(method, self.url + path, body, headers, timeout=10)
-
-    def login(self, name: str = "alice", password: str = PASSWORD) -> str:
-        """Log in an existing user; return the token."""
-        status, body, _ = self.call("POST", "/login/", {"name": name, "password": password})
-        assert status == 200, body
-        token: str = body["token"]
-        return token
-
-    def user(self, name: str = "alice", password: str = PASSWORD) -> str:
-        """Sign up and log in `name`; return the token."""
-        status, body, _ = self.call("POST", "/signup/", {"name": name, "password": password})
-        assert status == 201, body
-        return self.login(name, password)
-
-    def stop(self) -> str:
-        """SIGTERM the service, wait for it, and return everything it printed."""
-        if not stop(self.process):
-            self.lines.append("[killed: the service did not stop on SIGTERM]\n")
-        self._reader.join(timeout=10)
-        return self.output
-
-
-def start_service(env: dict[str, str], *, wait: bool = True) -> Service:
-    """Run `run.py` with `env` over a clean environment on a free port; wait until it answers."""
-    port = free_port()
-    full_env = {
-        "PATH": os.environ["PATH"],
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "BCRYPT_ROUNDS": "4",
-        "JWT_SECRET": SECRET,
-        "PYTHONUNBUFFERED": "1",
-        **env,
-    }
-    process = run_service(full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    service = Service(f"http://127.0.0.1:{port}", process)
-    workers = int(full_env.get("WORKERS") or 1)
-    deadline = time.monotonic() + 30
-    while wait:
-        if process.poll() is not None:
-            raise AssertionError(f"service exited early:\n{service.stop()}")
-        # With several workers, every one must be up: Sanic's manager cannot stop while one is
-        # still starting.
-        if workers == 1 or service.output.count("Worker ready") >= workers:
-            try:
-                with urllib.request.urlopen(service.url + "/healthz", timeout=1):  # noqa: S310
-                    break
-            except OSError:
-                pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"service did not start:\n{service.stop()}")
-        time.sleep(0.1)
-    return service
 
 
 CHROMIUM_FLAGS = [

@@ -14,7 +14,8 @@ from api.security import _prehash, cost_of, hash_password
 from api.settings import Settings
 from storage import keys
 from storage.connection import Client
-from tests.conftest import PASSWORD, SECRET, Api, claims_of, token_for
+from support.processes import PASSWORD, SECRET
+from tests.conftest import Api, claims_of, token_for
 
 TOKEN_TOO_LONG = {
     "error": "invalid_token",

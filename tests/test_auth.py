@@ -9,7 +9,8 @@ import jwt
 import pytest
 
 from api.settings import Settings
-from tests.conftest import PASSWORD, SECRET, Api, set_cookies, token_for
+from support.processes import PASSWORD, SECRET
+from tests.conftest import Api, set_cookies, token_for
 
 
 def test_signup_creates_user(api: Api) -> None:

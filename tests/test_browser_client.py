@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from scripts.local import RedisServer, free_port
-from tests.conftest import PASSWORD, BrowserPage, Service, open_browser, start_service, token_for
+from support.processes import PASSWORD, RedisServer, Service, free_port, start_service
+from tests.conftest import BrowserPage, open_browser, token_for
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.browser]
 

@@ -7,7 +7,8 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import BrowserPage, Service
+from support.processes import Service
+from tests.conftest import BrowserPage
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.browser]
 

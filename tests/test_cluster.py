@@ -15,9 +15,9 @@ from redis.crc import key_slot
 
 from api.app import create_app
 from api.settings import Settings
-from scripts.local import RedisClusterServers
 from storage import keys
 from storage.connection import create_redis
+from support.processes import RedisClusterServers
 from tests.conftest import Api, AppServer, start_redis_cluster
 
 pytestmark = pytest.mark.redis_server

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from api.settings import PLACEHOLDER_SECRET, SECRET_SETTINGS, Settings
-from scripts.local import ROOT
+from support.processes import ROOT
 
 SETTINGS = {f.name.upper() for f in dataclasses.fields(Settings)} | {
     f"{name}_FILE" for name in SECRET_SETTINGS

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from scripts.local import RedisServer
-from tests.conftest import Service, start_service
+from support.processes import RedisServer, Service, start_service
 
 pytestmark = pytest.mark.redis_server
 
@@ -149,5 +148,5 @@ def test_redis_refusing_writes_is_a_503_logged_once(
     output = service.stop()
     assert "Traceback" not in output
     assert "internal_error" not in output
-    assert output.count(f"WARNING api.storage: Redis is unavailable ({refusal})") == 1
-    assert output.count("INFO api.storage: Redis is available again") == 1
+    assert output.count(f"WARNING storage: Redis is unavailable ({refusal})") == 1
+    assert output.count("INFO storage: Redis is available again") == 1

@@ -7,8 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from scripts.local import RedisClusterServers, RedisServer
-from tests.conftest import Service, start_service
+from support.processes import RedisClusterServers, RedisServer, Service, start_service
 
 pytestmark = pytest.mark.redis_server
 

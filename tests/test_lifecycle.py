@@ -16,7 +16,8 @@ from api.security import issue_token
 from api.settings import Settings
 from storage import keys
 from storage.connection import Client
-from tests.conftest import PASSWORD, SECRET, Api, Reply, cookie_value, csrf_of, set_cookies
+from support.processes import PASSWORD, SECRET
+from tests.conftest import Api, Reply, cookie_value, csrf_of, set_cookies
 
 NEW_PASSWORD = "a new, longer passphrase"
 
@@ -274,7 +275,7 @@ def test_logout_everywhere_ends_every_family(api: Api) -> None:
 def test_sessions_lists_the_live_families_newest_first(api: Api) -> None:
     api.signup("alice")
     first, _ = login_with_refresh(api, user_agent="first client")
-    time.sleep(1.1)  # created_at has whole seconds
+    api.services.sessions.clock = lambda: time.time() + 2  # created_at has whole seconds
     second = api.post(
         "/login/",
         json={"name": "alice", "password": PASSWORD},

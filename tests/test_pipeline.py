@@ -16,10 +16,10 @@ import redis.asyncio
 import redis.exceptions as rex
 from redis.commands.core import AsyncScript
 
-from scripts.local import RedisClusterServers, RedisServer, free_port
 from storage import pipeline
 from storage.connection import Client, Monitor, create_memory_redis, create_redis
 from storage.pipeline import auto_pipeline, register_script
+from support.processes import RedisClusterServers, RedisServer, free_port
 from tests.conftest import start_redis_server
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.anyio]

@@ -9,8 +9,7 @@ import subprocess
 
 import pytest
 
-from scripts.local import ROOT
-from tests.conftest import start_service
+from support.processes import ROOT, start_service
 
 
 def _walkthrough() -> str:

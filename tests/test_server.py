@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from scripts.local import ROOT, RedisServer, free_port
 from storage import keys
-from tests.conftest import SECRET, Api, Service, start_service
+from support.processes import ROOT, SECRET, RedisServer, Service, free_port, start_service
+from tests.conftest import Api
 
 pytestmark = pytest.mark.redis_server
 

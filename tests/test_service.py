@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import jwt
 import pytest
 
-from scripts.local import ROOT, RedisServer
-from tests.conftest import SECRET, Service, csrf_of, start_service
+from support.processes import ROOT, SECRET, RedisServer, Service, start_service
+from tests.conftest import csrf_of
 
 pytestmark = pytest.mark.redis_server
 

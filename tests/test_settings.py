@@ -22,9 +22,8 @@ from api.settings import (
     sanic_config,
 )
 from api.startup import StartupError, prepare
-from scripts.local import ROOT, RedisServer, free_port
 from storage.connection import MEMORY_URL
-from tests.conftest import SECRET
+from support.processes import ROOT, SECRET, RedisServer, free_port
 
 
 def test_defaults() -> None:

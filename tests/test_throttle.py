@@ -12,7 +12,8 @@ import pytest
 from api.settings import Settings
 from storage import keys
 from storage.connection import Client
-from tests.conftest import PASSWORD, Api
+from support.processes import PASSWORD
+from tests.conftest import Api
 
 RATE_LIMITED = {"error": "rate_limited", "message": "too many attempts, try again later"}
 

@@ -13,7 +13,8 @@ import jwt
 import pytest
 
 from api.settings import Settings
-from tests.conftest import PASSWORD, SECRET, Api, claims_of, csrf_of, token_for
+from support.processes import PASSWORD, SECRET
+from tests.conftest import Api, claims_of, csrf_of, token_for
 
 
 def _b64(data: bytes) -> str:

@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from api.validation import NAME_PATTERN
-from tests.conftest import PASSWORD, Api
+from support.processes import PASSWORD
+from tests.conftest import Api
 
 JSON = {"Content-Type": "application/json"}
 NAME_RULE = (

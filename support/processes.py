@@ -1,4 +1,5 @@
-"""Local processes for the tests, `make bench` and `make fuzz`: ports, redis-server, the service.
+"""Local processes for the tests, `make bench` and `make fuzz`: ports, redis-server, a cluster,
+the service (as `make run` starts it), and HTTP calls to it.
 
 Everything here talks to 127.0.0.1 only.
 """
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +28,9 @@ import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
+# A secret and a password for local runs only (tests sign tokens with the secret).
+SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"  # noqa: S105
+PASSWORD = "correct horse battery"  # noqa: S105
 
 
 def free_port() -> int:
@@ -226,7 +231,7 @@ def wait_http(
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the process exited ({process.returncode}) before {url} answered")
         try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 (a loopback URL)
+            with urllib.request.urlopen(url, timeout=1):
                 return
         except OSError:
             if time.monotonic() > deadline:
@@ -244,13 +249,13 @@ def call(
 ) -> tuple[int, Any, dict[str, str]]:
     """Send one request (a JSON body if any); return status, decoded JSON body and headers."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (loopback)
+    request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         request.add_header("Content-Type", "application/json")
     for key, value in (headers or {}).items():
         request.add_header(key, value)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, _json(response.read()), dict(response.headers)
     except urllib.error.HTTPError as error:
         return error.code, _json(error.read()), dict(error.headers)
@@ -273,7 +278,7 @@ def service_env(port: int, **extra: str) -> dict[str, str]:
     return {**os.environ, "HOST": LOOPBACK, "PORT": str(port), "PYTHONUNBUFFERED": "1", **extra}
 
 
-def start_service(env: Mapping[str, str], **popen: Any) -> subprocess.Popen[Any]:
+def spawn_service(env: Mapping[str, str], **popen: Any) -> subprocess.Popen[Any]:
     """Run `run.py` with exactly `env`, in a process group of its own (workers included)."""
     return subprocess.Popen(
         [sys.executable, "run.py"], cwd=ROOT, env=dict(env), start_new_session=True, **popen
@@ -294,3 +299,87 @@ def stop(process: subprocess.Popen[Any], seconds: float = 20) -> bool:
         process.wait()
         return False
     return True
+
+
+class Service:
+    """The API started as `make run` starts it (`python run.py`), in its own process group.
+
+    Its output is collected line by line as it runs, so a test can wait for what it logs.
+    """
+
+    def __init__(self, url: str, process: subprocess.Popen[str]) -> None:
+        self.url = url
+        self.process = process
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        """Everything the service has printed so far."""
+        return "".join(self.lines)
+
+    def call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, dict[str, str]]:
+        """Send one request; return status, decoded JSON body and headers."""
+        return call(method, self.url + path, body, headers, timeout=10)
+
+    def login(self, name: str = "alice", password: str = PASSWORD) -> str:
+        """Log in an existing user; return the token."""
+        status, body, _ = self.call("POST", "/login/", {"name": name, "password": password})
+        assert status == 200, body
+        token: str = body["token"]
+        return token
+
+    def user(self, name: str = "alice", password: str = PASSWORD) -> str:
+        """Sign up and log in `name`; return the token."""
+        status, body, _ = self.call("POST", "/signup/", {"name": name, "password": password})
+        assert status == 201, body
+        return self.login(name, password)
+
+    def stop(self) -> str:
+        """SIGTERM the service, wait for it, and return everything it printed."""
+        if not stop(self.process):
+            self.lines.append("[killed: the service did not stop on SIGTERM]\n")
+        self._reader.join(timeout=10)
+        return self.output
+
+
+def start_service(env: Mapping[str, str], *, wait: bool = True) -> Service:
+    """Run `run.py` as `make run` does, with `env` over a clean environment (a free port, the
+    local test secret, bcrypt at its lowest cost); wait until it answers (every worker up)."""
+    port = free_port()
+    full_env = {
+        "PATH": os.environ["PATH"],
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "BCRYPT_ROUNDS": "4",
+        "JWT_SECRET": SECRET,
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    process = spawn_service(full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    service = Service(f"http://127.0.0.1:{port}", process)
+    workers = int(full_env.get("WORKERS") or 1)
+    deadline = time.monotonic() + 30
+    while wait:
+        if process.poll() is not None:
+            raise AssertionError(f"service exited early:\n{service.stop()}")
+        # With several workers, every one must be up: Sanic's manager cannot stop while one is
+        # still starting.
+        if workers == 1 or service.output.count("Worker ready") >= workers:
+            try:
+                with urllib.request.urlopen(service.url + "/healthz", timeout=1):
+                    break
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"service did not start:\n{service.stop()}")
+        time.sleep(0.1)
+    return service
