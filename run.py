@@ -14,7 +14,14 @@ from api.app import create_app
 from api.logs import configure_logging
 from api.server import BoundedHttpProtocol
 from api.settings import Settings, SettingsError
-from api.startup import StartupError, check_port, prepare, prepare_metrics_dir
+from api.startup import (
+    StartupError,
+    check_port,
+    listen_backlog,
+    prepare,
+    prepare_metrics_dir,
+    raise_open_file_limit,
+)
 
 
 def main() -> int:
@@ -30,6 +37,8 @@ def main() -> int:
         return 2
     if made_dir is not None:
         atexit.register(shutil.rmtree, made_dir, ignore_errors=True)
+    raise_open_file_limit(settings)
+    backlog = listen_backlog(settings)
     if settings.workers == 1:
         # One worker runs in this very process: no worker manager to start, signal or ack.
         app = create_app(settings)
@@ -40,6 +49,7 @@ def main() -> int:
             access_log=False,
             motd=False,
             protocol=BoundedHttpProtocol,
+            backlog=backlog,
         )
         Sanic.serve_single(app)
         return 0
@@ -53,6 +63,7 @@ def main() -> int:
         access_log=False,
         motd=False,
         protocol=BoundedHttpProtocol,
+        backlog=backlog,
     )
     Sanic.serve(primary=app, app_loader=loader)
     return 0

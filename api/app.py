@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import orjson
 from sanic import Sanic
 from sanic_ext import openapi
+from sanic_ext.extensions.openapi.builders import OperationStore
 from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from api import middleware
@@ -16,7 +18,18 @@ from api.context import ApiRequest, App, AppCtx
 from api.errors import ERROR_FORMAT, JsonErrorHandler
 from api.logs import AccessLog, configure_logging
 from api.metrics import Metrics
-from api.routes import account, auth, client, docs_ui, health, messages, sessions
+from api.routes import (
+    account,
+    auth,
+    blocks,
+    client,
+    docs_ui,
+    events,
+    health,
+    messages,
+    sessions,
+    websocket,
+)
 from api.routes import metrics as metrics_route
 from api.services import Services
 from api.settings import Settings, SettingsError, sanic_config
@@ -76,7 +89,14 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
     )
     # In every worker process, not only the main one; after Sanic has set up its handlers.
     configure_logging(settings.log_level, settings.log_format)
-    app.config.update({"FALLBACK_ERROR_FORMAT": ERROR_FORMAT, **sanic_config(settings)})
+    app.config.update(
+        {
+            "FALLBACK_ERROR_FORMAT": ERROR_FORMAT,
+            # A WebSocket frame is at most what a request body may be.
+            "WEBSOCKET_MAX_SIZE": settings.request_max_size,
+            **sanic_config(settings),
+        }
+    )
     # Of Sanic Extensions only the OpenAPI document: the others (dependency injection, automatic
     # HEAD/OPTIONS routes, CORS...) would cost time on every request, or at every start, for
     # nothing this API uses, and its UIs load their files from CDNs (docs_ui serves its own).
@@ -95,12 +115,16 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
     app.blueprint(sessions.blueprint())
     app.blueprint(account.blueprint())
     app.blueprint(messages.blueprint(settings))  # its limits are in its document
+    app.blueprint(blocks.blueprint())
+    app.blueprint(events.blueprint())
+    app.blueprint(websocket.blueprint())
     app.blueprint(health.blueprint())
     app.blueprint(docs_ui.blueprint())
     app.blueprint(client.blueprint())
     if metrics is not None:
         app.blueprint(metrics_route.blueprint(settings))
     _answer_head_like_get(app)
+    _describe_websockets(app)
     access_log = AccessLog(json=settings.log_format == "json") if settings.access_log else None
     middleware.register(
         app,
@@ -123,12 +147,15 @@ def create_app(settings: Settings | None = None, *, redis: Client | None = None)
 
     @app.before_server_stop
     async def stop_taking_requests(app: App) -> None:
-        # From now on /readyz answers 503 and every response closes its connection.
+        # From now on /readyz answers 503 and every response closes its connection; the live
+        # streams close (their clients reconnect elsewhere, resuming).
         app.ctx.stopping = True
+        app.ctx.services.hub.shutdown()
 
     @app.after_server_stop
     async def close_storage(app: App) -> None:
         services = app.ctx.services
+        await services.hub.aclose()
         services.hasher.close()
         if access_log is not None:
             access_log.flush()
@@ -147,7 +174,7 @@ def _answer_head_like_get(app: App) -> None:
     """HEAD wherever GET is (RFC 9110 9.3.2): the same handler, its body left unsent by Sanic.
     Undocumented, as HEAD goes without saying."""
     for route in list(app.router.routes):
-        if "GET" not in route.methods or "HEAD" in route.methods:
+        if "GET" not in route.methods or "HEAD" in route.methods or route.extra.websocket:
             continue
 
         async def head(
@@ -163,6 +190,15 @@ def _answer_head_like_get(app: App) -> None:
             name=f"head_{route.name.replace('.', '_')}",
             error_format=ERROR_FORMAT,
         )
+
+
+def _describe_websockets(app: App) -> None:
+    """Sanic serves a WebSocket route by a partial of its own around the handler: sanic-ext looks
+    its description up by that partial, so the handler's is filed under it too."""
+    store = OperationStore()  # type: ignore[no-untyped-call]
+    for route in app.router.routes:
+        if route.extra.websocket and isinstance(route.handler, functools.partial):
+            store[route.handler] = store[route.handler.args[0]]
 
 
 def _describe_api(app: App) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from api.errors import ApiError, ErrorCode, unauthorized
 from api.hashing import HasherBusy, PasswordHasher, Verdict
 from api.metrics import Metrics
+from api.names import skeleton_digest
 from api.security import (
     TokenClaims,
     TokenError,
@@ -117,7 +118,9 @@ class AuthService:
         """Create a user; signups per client address are capped."""
         await self._throttle.take(self._limits.signup_window(client.address))
         password_hash = await self._hasher.hash(password)
-        await self._users.create_user(name, password_hash, self._hasher.rounds)
+        await self._users.create_user(
+            name, password_hash, self._hasher.rounds, skeleton_digest(name)
+        )
 
     async def login(self, name: str, password: str, client: Client, *, refresh: bool) -> Issued:
         """Check the credentials and begin a session; the same 401 whether or not the name
@@ -229,7 +232,7 @@ class AuthService:
         attempt = await self._confirm(session, password, client)
         cost = cost_of(attempt.state.password_hash or "") or self._hasher.rounds
         await asyncio.gather(
-            self._users.delete_user(session, cost),
+            self._users.delete_user(session, cost, skeleton_digest(session.name)),
             self._throttle.give_back(refund=(attempt.windows[1],)),
         )
         self._count("sessions_ended")

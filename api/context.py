@@ -9,6 +9,7 @@ from sanic import Request, Sanic
 from sanic.config import Config
 
 if TYPE_CHECKING:
+    from api.live import Stream
     from api.metrics import Metrics
     from api.security import TokenClaims
     from api.services import Services
@@ -46,14 +47,22 @@ class RequestCtx(SimpleNamespace):
     started: float
     request_id: str
     user: TokenClaims | None
+    stream: Stream | None  # a WebSocket's, opened before the upgrade
     _session: Session | None
 
     def __init__(self) -> None:
-        super().__init__(started=0.0, request_id="", user=None, _session=None)
+        super().__init__(started=0.0, request_id="", user=None, stream=None, _session=None)
 
     def authenticate(self, claims: TokenClaims, session: Session) -> None:
         """Record the verified token of the request."""
         self.user, self._session = claims, session
+
+    @property
+    def claims(self) -> TokenClaims:
+        """The verified token's claims; only in a handler behind the guard."""
+        if self.user is None:
+            raise RuntimeError("the request has not been authenticated")
+        return self.user
 
     @property
     def session(self) -> Session:

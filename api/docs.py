@@ -13,7 +13,7 @@ from sanic import Blueprint, HTTPResponse
 from sanic_ext import openapi
 from sanic_ext.extensions.openapi.builders import OperationStore
 from sanic_ext.extensions.openapi.definitions import RequestBody, Response
-from sanic_ext.extensions.openapi.types import Integer
+from sanic_ext.extensions.openapi.types import Integer, String
 
 from api.errors import ERROR_FORMAT, ErrorCode
 from api.validation import (
@@ -24,7 +24,7 @@ from api.validation import (
 )
 
 Schema = dict[str, Any]
-Handler = Callable[..., Coroutine[Any, Any, HTTPResponse]]
+Handler = Callable[..., Coroutine[Any, Any, HTTPResponse | None]]
 
 NAME: Schema = {
     "type": "string",
@@ -73,6 +73,12 @@ def message_body(max_chars: int) -> Schema:
                 "example": "hello",
             },
             "name": {"type": "string", "description": "If given, must be the token's user."},
+            "to": {
+                **NAME,
+                "description": "The recipient (default: yourself). To another user the text is "
+                "always a message, `last N` included; it lands in their history and yours.",
+                "example": "bob",
+            },
         },
         "text",
         closed=False,
@@ -145,31 +151,64 @@ LAST_REPLY: Schema = {
     "description": 'Keys N down to "1"; "1" is the newest message.',
     "additionalProperties": {"type": "string"},
 }
+MESSAGE = obj(
+    {
+        "id": {
+            "type": "string",
+            "description": "Opaque; the sender's and the recipient's copy share it.",
+        },
+        "from": {"type": "string", "description": "The sender's name."},
+        "to": {"type": "string", "description": "The recipient's name."},
+        "text": {"type": "string"},
+        "sent_at": {"type": "string", "format": "date-time"},
+    },
+    "id",
+    "from",
+    "to",
+    "text",
+    "sent_at",
+)
 MESSAGES_REPLY = obj(
     {
-        "messages": {
-            "type": "array",
-            "items": obj(
-                {"text": {"type": "string"}, "sent_at": {"type": "string", "format": "date-time"}},
-                "text",
-                "sent_at",
-            ),
-        }
+        "messages": {"type": "array", "items": MESSAGE, "description": "Newest first."},
+        "next": {
+            "type": "string",
+            "nullable": True,
+            "description": "The cursor of the next (older) page, null when no older message is "
+            "left: pass it back as `cursor`.",
+        },
     },
     "messages",
+    "next",
 )
-MESSAGE = MESSAGES_REPLY["properties"]["messages"]["items"]
+EVENT_STREAM: Schema = {
+    "type": "string",
+    "description": "Server-Sent Events (an open stream, which OpenAPI cannot model).",
+    "example": 'id: 42-Yp3kQ2a8vXc1Lm0z\nevent: message\ndata: {"from":"bob","to":"alice",'
+    '"id":"Yp3kQ2a8vXc1Lm0z","sent_at":"2026-12-07T08:00:00.000Z","text":"hi"}\n\n',
+}
+AFTER = (
+    "Resume after this event id (of an event of your stream): every message after it first, "
+    "in order, or `reset` when they are no longer kept. `Last-Event-ID` wins over `after`."
+)
+BLOCKS_REPLY = obj({"blocks": {"type": "array", "items": {"type": "string"}}}, "blocks")
+BLOCK_BODY = {
+    **obj({"name": NAME}, "name", closed=False),
+    "example": {"name": "mallory"},
+}
 EXPORT_REPLY = obj(
     {
         "name": {"type": "string"},
         "created_at": {**DATE_TIME, "description": "When the account was created."},
         "messages": {"type": "array", "items": MESSAGE, "description": "Newest first."},
         "sessions": {"type": "array", "items": SESSION},
+        "blocks": {"type": "array", "items": {"type": "string"}},
     },
     "name",
     "created_at",
     "messages",
     "sessions",
+    "blocks",
 )
 LOGIN_BODY = {
     **obj(
@@ -281,10 +320,17 @@ class Doc:
     secured: bool = False
     also: tuple[tuple[int, Schema, str], ...] = ()
     query: tuple[tuple[str, Any, str], ...] = ()  # name, sanic-ext schema, description
+    headers: tuple[tuple[str, Any, str], ...] = ()  # the same, of request headers
+    content_type: str = "application/json"  # of the success answer
 
 
 def add_route(bp: Blueprint, method: str, path: str, handler: Handler, doc: Doc) -> None:
-    """Register `handler` on `bp` with its description.
+    """Register `handler` on `bp` with its description."""
+    bp.add_route(documented(handler, doc), path, methods=[method], error_format=ERROR_FORMAT)
+
+
+def documented(handler: Callable[..., Any], doc: Doc) -> Any:
+    """A copy of `handler` that carries its description.
 
     sanic-ext keeps descriptions per handler function, so each registration documents its own
     copy of the function (the same code, no wrapper to run): two apps with different settings
@@ -298,10 +344,10 @@ def add_route(bp: Blueprint, method: str, path: str, handler: Handler, doc: Doc)
         handler.__closure__,
     )
     functools.update_wrapper(route, handler)
-    documented: Any = route
-    operation = OperationStore()[documented]  # type: ignore[no-untyped-call]
+    described: Any = route
+    operation = OperationStore()[described]  # type: ignore[no-untyped-call]
     responses = [
-        (status, {} if schema is None else json_content(schema), description)
+        (status, {} if schema is None else {doc.content_type: {"schema": schema}}, description)
         for status, schema, description in (doc.ok, *doc.also)
     ]
     for status, (schema, description) in error_responses(doc.errors).items():
@@ -310,19 +356,19 @@ def add_route(bp: Blueprint, method: str, path: str, handler: Handler, doc: Doc)
         # What openapi.response records; sanic-ext builds its objects from a schema walk that
         # costs more than the rest of making an app, and the same schemas recur on every route.
         operation.responses[status] = _response(orjson.dumps(content), description)
-    for name, schema, description in doc.query:
-        documented = openapi.parameter(
-            name, schema, "query", required=False, description=description
-        )(documented)
+    for location, parameters in (("query", doc.query), ("header", doc.headers)):
+        for name, schema, description in parameters:
+            described = openapi.parameter(
+                name, schema, location, required=False, description=description
+            )(described)
     if doc.body is not None:
         # What openapi.body records, without the validating wrapper it would put around the
         # handler: the handlers validate their bodies themselves.
         operation.requestBody = _body(orjson.dumps(json_content(doc.body)), doc.body_required)
     if doc.secured:
         for scheme in SECURITY_SCHEMES:
-            documented = openapi.secured(scheme)(documented)
-    documented = openapi.tag(doc.tag)(openapi.summary(doc.summary)(documented))
-    bp.add_route(documented, path, methods=[method], error_format=ERROR_FORMAT)
+            described = openapi.secured(scheme)(described)
+    return openapi.tag(doc.tag)(openapi.summary(doc.summary)(described))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -335,6 +381,11 @@ def _response(content: bytes, description: str) -> Any:
 def _body(content: bytes, required: bool) -> Any:
     """sanic-ext's RequestBody for a content map (as JSON), made once."""
     return RequestBody.make(orjson.loads(content), required=required)
+
+
+def text_schema(**constraints: Any) -> Any:
+    """The schema of a text parameter (`pattern`, `minLength`, ...)."""
+    return String(**constraints)  # type: ignore[no-untyped-call]
 
 
 def limit_schema(maximum: int) -> Any:

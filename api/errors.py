@@ -13,19 +13,27 @@ from sanic.handlers import ErrorHandler
 
 from api.context import AppCtx
 from api.hashing import HasherBusy
+from api.live import Busy
 from api.logs import printable
 from api.responses import json
 from api.security import TokenError
 from storage.errors import (
+    BlocksFull,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
     NameTaken,
+    NoSuchBlock,
     NoSuchFamily,
     RateLimited,
+    RecipientUnavailable,
     RefreshCsrfFailed,
     RefreshInvalid,
     RefreshReused,
     SessionEnded,
     SessionRevoked,
     StorageUnavailable,
+    StreamsFull,
+    UnknownRecipient,
     UnknownUser,
 )
 
@@ -84,15 +92,38 @@ class ErrorCode(Enum):
         "A cookie-authenticated request that changes state lacks the right `X-CSRF-Token`.",
     )
     NAME_MISMATCH = ("name_mismatch", 403, "`name` differs from the token's user.")
+    ORIGIN_REFUSED = (
+        "origin_refused",
+        403,
+        "A cookie-authenticated WebSocket from a page of another origin (not the service's own "
+        "nor in `ALLOWED_ORIGINS`).",
+    )
+    RECIPIENT_UNAVAILABLE = (
+        "recipient_unavailable",
+        403,
+        "The recipient does not take messages from you (they blocked you); nothing was stored.",
+    )
     NOT_FOUND = ("not_found", 404, "No such path.")
     NO_SUCH_SESSION = ("not_found", 404, "No live session of yours has this id.")
+    NO_SUCH_BLOCK = ("not_found", 404, "You have not blocked this name.")
+    UNKNOWN_RECIPIENT = ("unknown_recipient", 404, "No user has this name; nothing was stored.")
     METHOD_NOT_ALLOWED = (
         "method_not_allowed",
         405,
         "The path does not take this method (see `Allow`).",
     )
     REQUEST_TIMEOUT = ("request_timeout", 408, "The request did not arrive whole in time.")
-    NAME_TAKEN = ("name_taken", 409, "A user with this name already exists.")
+    NAME_TAKEN = (
+        "name_taken",
+        409,
+        "A user with this name, or one that looks the same (case, width, look-alike letters), "
+        "already exists.",
+    )
+    IDEMPOTENCY_KEY_IN_USE = (
+        "idempotency_key_in_use",
+        409,
+        "A request with this Idempotency-Key is still running; see `Retry-After`.",
+    )
     PAYLOAD_TOO_LARGE = ("payload_too_large", 413, "The body is larger than allowed.")
     UNSUPPORTED_MEDIA_TYPE = (
         "unsupported_media_type",
@@ -106,10 +137,21 @@ class ErrorCode(Enum):
         422,
         "A field is missing or wrong; the message names it.",
     )
+    IDEMPOTENCY_KEY_REUSED = (
+        "idempotency_key_reused",
+        422,
+        "This Idempotency-Key was used for a request with another body.",
+    )
     RATE_LIMITED = (
         "rate_limited",
         429,
         "Too many attempts; try again after `Retry-After` seconds.",
+    )
+    STREAMS_FULL = (
+        "rate_limited",
+        429,
+        "You have as many live streams open as you may; close one, or retry after "
+        "`Retry-After` seconds.",
     )
     CLIENT_CLOSED_REQUEST = (
         "client_closed_request",
@@ -123,6 +165,11 @@ class ErrorCode(Enum):
         "Redis is unreachable, hanging or refusing writes; see `Retry-After`.",
     )
     BUSY = ("busy", 503, "Too many logins are waiting for a password check; see `Retry-After`.")
+    LIVE_BUSY = (
+        "busy",
+        503,
+        "This worker has as many live streams open as it may; see `Retry-After`.",
+    )
     SHUTTING_DOWN = ("shutting_down", 503, "The service is shutting down.")
     SERVICE_UNAVAILABLE = ("service_unavailable", 503, "The answer took too long.")
     HTTP_ERROR = ("http_error", 400, "Another HTTP error.")
@@ -216,8 +263,37 @@ def to_api_error(exc: BaseException) -> ApiError:
             )
         case NoSuchFamily():
             return ApiError(ErrorCode.NO_SUCH_SESSION, "no live session of yours has this id")
+        case NoSuchBlock():
+            return ApiError(ErrorCode.NO_SUCH_BLOCK, "you have not blocked this name")
+        case UnknownRecipient():
+            return ApiError(ErrorCode.UNKNOWN_RECIPIENT, "no user has this name")
+        case RecipientUnavailable():
+            return ApiError(
+                ErrorCode.RECIPIENT_UNAVAILABLE, "the recipient does not take messages from you"
+            )
+        case IdempotencyKeyReused():
+            return ApiError(
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                "this Idempotency-Key was used for a request with another body",
+            )
+        case IdempotencyKeyInUse():
+            return ApiError(
+                ErrorCode.IDEMPOTENCY_KEY_IN_USE,
+                "a request with this Idempotency-Key is still running",
+                {"Retry-After": str(exc.retry_after)},
+            )
+        case BlocksFull():
+            return ApiError(
+                ErrorCode.VALIDATION_ERROR, "name: you have blocked as many names as you may"
+            )
         case UnknownUser():
             return unauthorized(ErrorCode.INVALID_TOKEN, "the token's user does not exist")
+        case NameTaken() if exc.look_alike:
+            return ApiError(
+                ErrorCode.NAME_TAKEN,
+                "a user with a name that looks the same (case, width or look-alike letters) "
+                "already exists",
+            )
         case NameTaken():
             return ApiError(ErrorCode.NAME_TAKEN, "a user with this name already exists")
         case RateLimited():
@@ -225,6 +301,16 @@ def to_api_error(exc: BaseException) -> ApiError:
                 ErrorCode.RATE_LIMITED,
                 "too many attempts, try again later",
                 {"Retry-After": str(exc.retry_after)},
+            )
+        case StreamsFull():
+            return ApiError(
+                ErrorCode.STREAMS_FULL,
+                "you have as many live streams open as you may",
+                {"Retry-After": "5"},
+            )
+        case Busy():
+            return ApiError(
+                ErrorCode.LIVE_BUSY, "too many live streams here, try again shortly", RETRY_SOON
             )
         case HasherBusy():
             return ApiError(
@@ -250,13 +336,14 @@ def to_api_error(exc: BaseException) -> ApiError:
     return ApiError(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred")
 
 
+def error_body(error: ApiError) -> dict[str, str]:
+    """An ApiError as the JSON the client reads: `{"error", "message"}`."""
+    return {"error": error.code.slug, "message": error.message}
+
+
 def error_response(error: ApiError) -> HTTPResponse:
     """Render an ApiError as `{"error", "message"}` with its status and headers."""
-    return json(
-        {"error": error.code.slug, "message": error.message},
-        status=error.status,
-        headers=error.headers,
-    )
+    return json(error_body(error), status=error.status, headers=error.headers)
 
 
 class JsonErrorHandler(ErrorHandler):

@@ -15,7 +15,8 @@ from api.errors import ErrorCode, unauthorized
 from api.security import TokenClaims
 from api.transports import HeaderTransport
 
-Handler = Callable[..., Coroutine[Any, Any, HTTPResponse]]
+# A handler answers with a response, or None when it has answered already (a stream).
+Handler = Callable[..., Coroutine[Any, Any, HTTPResponse | None]]
 
 
 def authenticate(request: ApiRequest) -> TokenClaims:
@@ -44,7 +45,7 @@ def authenticated(handler: Handler) -> Handler:
     """Decorate a handler so it runs only with a verified token, on `request.ctx.user`."""
 
     @functools.wraps(handler)
-    async def guarded(request: ApiRequest, *args: Any, **kwargs: Any) -> HTTPResponse:
+    async def guarded(request: ApiRequest, *args: Any, **kwargs: Any) -> HTTPResponse | None:
         claims = authenticate(request)
         request.ctx.authenticate(claims, session_of(claims))
         return await handler(request, *args, **kwargs)

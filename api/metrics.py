@@ -71,6 +71,34 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         (),
     ),
     "tokens_refreshed": ("Refresh tokens used up for a new pair.", ()),
+    "messages_sent": (
+        "Messages stored, by recipient: `self` (one's own history) or `other` (another user's "
+        "and one's own).",
+        ("to",),
+    ),
+    "live_events_delivered": (
+        "Events of live streams queued for their clients, by transport.",
+        ("transport",),
+    ),
+    "live_streams_closed": (
+        "Live streams closed, by reason (ended: the session ended; expired: its token; slow: "
+        "the client did not read; client: it hung up; shutdown).",
+        ("reason",),
+    ),
+    "live_streams_refused": (
+        "Live streams refused, by reason (busy, StreamsFull, a session error, "
+        "StorageUnavailable...).",
+        ("reason",),
+    ),
+    "live_streams_reset": (
+        "Live streams that began with `reset`: the history no longer held what they missed.",
+        ("transport",),
+    ),
+    "messages_refused": (
+        "Messages refused, by reason (unknown_recipient, blocked, rate_limited, "
+        "idempotency_key_reused, idempotency_key_in_use).",
+        ("reason",),
+    ),
     "refresh_tokens_reused": (
         "Used refresh tokens presented again: each ended its session (a stolen token, or a "
         "client that sent one twice).",
@@ -84,15 +112,21 @@ HISTOGRAMS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
         LATENCY_BUCKETS,
     ),
     "redis_pipeline_batch_size": ("Script calls per auto-pipelined batch.", (), BATCH_BUCKETS),
+    "live_delivery_seconds": (
+        "From a message's sending to its event being queued for a live stream.",
+        (),
+        LATENCY_BUCKETS,
+    ),
     "bcrypt_wait_seconds": (
         "Time a password hash or check waited for a bcrypt thread.",
         (),
         WAIT_BUCKETS,
     ),
 }
-GAUGES: dict[str, str] = {
-    "bcrypt_queue_depth": "Password hashes and checks waiting for a bcrypt thread.",
-    "bcrypt_in_flight": "Password hashes and checks running or waiting.",
+GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "bcrypt_queue_depth": ("Password hashes and checks waiting for a bcrypt thread.", ()),
+    "bcrypt_in_flight": ("Password hashes and checks running or waiting.", ()),
+    "live_streams": ("Open live streams, by transport (sse, ws).", ("transport",)),
 }
 
 Labels = tuple[str, ...]
@@ -111,7 +145,7 @@ class Metrics:
         self.counters: dict[str, dict[Labels, float]] = {name: {} for name in COUNTERS}
         # Per label set: a count per bucket (the last one is +Inf), then the sum.
         self.histograms: dict[str, dict[Labels, list[float]]] = {name: {} for name in HISTOGRAMS}
-        self.gauges: dict[str, Callable[[], float]] = {}
+        self.gauges: dict[str, dict[Labels, Callable[[], float]]] = {name: {} for name in GAUGES}
         self._bounds = {name: spec[2] for name, spec in HISTOGRAMS.items()}
         self._directory = Path(directory) if directory else None
         self._task: asyncio.Task[None] | None = None
@@ -141,9 +175,9 @@ class Metrics:
         self.inc("http_requests", (route, method, str(status)))
         self.observe("http_request_duration_seconds", seconds, (route,))
 
-    def gauge(self, name: str, read: Callable[[], float]) -> None:
-        """Read a gauge from `read` at every scrape."""
-        self.gauges[name] = read
+    def gauge(self, name: str, read: Callable[[], float], labels: Labels = ()) -> None:
+        """Read a gauge (of `labels`) from `read` at every scrape."""
+        self.gauges[name][labels] = read
 
     # Sharing among workers.
 
@@ -180,7 +214,9 @@ class Metrics:
             "histograms": {
                 n: [[list(k), v] for k, v in s.items()] for n, s in self.histograms.items()
             },
-            "gauges": {name: read() for name, read in self.gauges.items()},
+            "gauges": {
+                n: [[list(k), read()] for k, read in s.items()] for n, s in self.gauges.items()
+            },
         }
 
     def write(self) -> None:
@@ -231,7 +267,7 @@ class Metrics:
         """prometheus-client's collector protocol: the whole service's metrics."""
         counters: dict[str, dict[Labels, float]] = {name: {} for name in COUNTERS}
         histograms: dict[str, dict[Labels, list[float]]] = {name: {} for name in HISTOGRAMS}
-        gauges: dict[str, float] = dict.fromkeys(GAUGES, 0.0)
+        gauges: dict[str, dict[Labels, float]] = {name: {} for name in GAUGES}
         for snapshot in self._snapshots():
             for name, series in snapshot["counters"].items():
                 for labels, value in series:
@@ -243,8 +279,10 @@ class Metrics:
                     total = histograms[name].setdefault(key, [0.0] * len(values))
                     for index, value in enumerate(values):
                         total[index] += value
-            for name, value in snapshot["gauges"].items():
-                gauges[name] += value
+            for name, series in snapshot["gauges"].items():
+                for labels, value in series:
+                    key = tuple(labels)
+                    gauges[name][key] = gauges[name].get(key, 0) + value
         for name, (help_text, label_names) in COUNTERS.items():
             family = CounterMetricFamily(name, help_text, labels=label_names)
             for labels, value in sorted(counters[name].items()):
@@ -259,8 +297,14 @@ class Metrics:
                     buckets.append((_bound(bound), cumulative))
                 histogram.add_metric(list(labels), buckets, values[-1])
             yield histogram
-        for name, help_text in GAUGES.items():
-            yield GaugeMetricFamily(name, help_text, value=gauges[name])
+        for name, (help_text, label_names) in GAUGES.items():
+            if not label_names:
+                yield GaugeMetricFamily(name, help_text, value=gauges[name].get((), 0.0))
+                continue
+            gauge = GaugeMetricFamily(name, help_text, labels=label_names)
+            for labels, value in sorted(gauges[name].items()):
+                gauge.add_metric(list(labels), value)
+            yield gauge
 
     def text(self) -> bytes:
         """The whole service's metrics in Prometheus's text format."""
@@ -308,11 +352,16 @@ def _tally(raw: bytes) -> dict[str, Any] | None:
         and set(data["counters"]) <= COUNTERS.keys()
         and set(data["histograms"]) <= HISTOGRAMS.keys()
         and set(data["gauges"]) <= GAUGES.keys()
-        and all(_number(value) for value in data["gauges"].values())
     ):
         return None
     for name, series_list in data["counters"].items():
         arity = len(COUNTERS[name][1])
+        if not isinstance(series_list, list) or not all(
+            _labels(series, arity) and _number(series[1]) for series in series_list
+        ):
+            return None
+    for name, series_list in data["gauges"].items():
+        arity = len(GAUGES[name][1])
         if not isinstance(series_list, list) or not all(
             _labels(series, arity) and _number(series[1]) for series in series_list
         ):

@@ -8,12 +8,17 @@ import os
 from dataclasses import dataclass
 
 from api.auth import AuthService
+from api.cursors import Cursors
 from api.hashing import PasswordHasher
+from api.live import HEARTBEAT_SECONDS, Hub
+from api.messaging import MessagingService
 from api.metrics import Metrics
 from api.security import TokenVerifier
 from api.settings import Settings
 from api.transports import CookieTransport
+from storage.blocks import BlockStore
 from storage.connection import Client, Monitor
+from storage.live import LiveStore
 from storage.messages import MessageStore
 from storage.pipeline import AutoPipeline, auto_pipeline
 from storage.sessions import Lifetimes, SessionStore
@@ -41,6 +46,8 @@ class Services:
     health: Health
     hasher: PasswordHasher
     auth: AuthService
+    messaging: MessagingService
+    hub: Hub
     cookies: CookieTransport
     metrics: Metrics | None
 
@@ -93,6 +100,14 @@ class Services:
         tokens = TokenVerifier(
             keys, leeway=settings.jwt_leeway_seconds, max_lifetime=settings.jwt_ttl_seconds
         )
+        messages = MessageStore(
+            redis,
+            history_limit=settings.message_history_limit,
+            rate_per_minute=settings.message_rate_per_minute,
+            monitor=monitor,
+            pipeline=pipeline,
+        )
+        blocks = BlockStore(redis, monitor, pipeline, max_blocks=settings.blocks_max_per_user)
         return cls(
             settings=settings,
             keys=keys,
@@ -100,12 +115,7 @@ class Services:
             pipeline=pipeline,
             users=users,
             sessions=sessions,
-            messages=MessageStore(
-                redis,
-                history_limit=settings.message_history_limit,
-                monitor=monitor,
-                pipeline=pipeline,
-            ),
+            messages=messages,
             throttle=throttle,
             limits=limits,
             health=Health(redis, monitor),
@@ -121,9 +131,29 @@ class Services:
                 secret=keys[0],
                 metrics=metrics,
             ),
+            messaging=MessagingService(messages, blocks, Cursors(keys), metrics),
+            hub=Hub(
+                redis,
+                LiveStore(redis, monitor, pipeline, max_per_user=settings.live_max_per_user),
+                max_connections=settings.live_max_connections,
+                leeway=settings.jwt_leeway_seconds,
+                metrics=metrics,
+            ),
             cookies=CookieTransport(settings),
             metrics=metrics,
         )
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        """Origins besides the service's own whose pages may open a cookie-authenticated
+        WebSocket (ALLOWED_ORIGINS)."""
+        return frozenset(o.strip() for o in self.settings.allowed_origins.split(",") if o.strip())
+
+    @property
+    def live_heartbeat_seconds(self) -> float:
+        """How often a quiet live stream says it is alive: every 15 s, and more often than
+        RESPONSE_TIMEOUT (Sanic closes a response that writes nothing for that long)."""
+        return min(HEARTBEAT_SECONDS, self.settings.response_timeout / 2)
 
     def count(self, name: str) -> None:
         """Add one to a counter of the metrics, if they are kept."""

@@ -43,6 +43,7 @@ GROUPS = {
     "tokens": "Tokens and passwords",
     "cookies": "Cookies",
     "limits": "Limits",
+    "live": "Live delivery",
     "observability": "Observability",
 }
 ROOT = Path(__file__).resolve().parent.parent
@@ -287,6 +288,17 @@ class Settings:
     message_max_chars: int = setting(
         4096, "Longest message, in characters.", group="limits", check=at_least(1)
     )
+    message_rate_per_minute: int = setting(
+        120,
+        "Messages to other users per sender per minute: a token bucket of this size, refilled "
+        "continuously, shared by every worker and instance (messages to oneself are not "
+        "counted); over it, 429.",
+        group="limits",
+        check=at_least(1),
+    )
+    blocks_max_per_user: int = setting(
+        1000, "Names a user may block.", group="limits", check=at_least(1)
+    )
     sessions_max_per_user: int = setting(
         100,
         "Live sessions (logins) kept per user; a login beyond it ends the one that expires first.",
@@ -313,6 +325,27 @@ class Settings:
     )
     signup_addr_max: int = setting(
         100, "Signups per client address per hour.", group="limits", check=at_least(1)
+    )
+    # Live delivery.
+    live_max_per_user: int = setting(
+        10,
+        "Open live streams (SSE and WebSocket) per user, on every worker and instance together; "
+        "the next one is 429.",
+        group="live",
+        check=at_least(1),
+    )
+    live_max_connections: int = setting(
+        10000,
+        "Open live streams per worker; the next one is 503 `busy` (the service raises its "
+        "open-file limit as far as this needs).",
+        group="live",
+        check=at_least(1),
+    )
+    allowed_origins: str = setting(
+        "",
+        "Comma-separated origins (`https://app.example.com`) whose pages may open a "
+        "cookie-authenticated WebSocket, besides the service's own.",
+        group="live",
     )
     # Observability.
     log_level: LogLevel = setting("INFO", "Log level.", group="observability", fold=str.upper)

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import errno
 import logging
+import resource
 import socket
 import tempfile
 from pathlib import Path
 
+from api.names import CONFUSABLES_VERSION, skeleton_digest
 from api.settings import Settings
 from storage.connection import (
     LOCAL_REDIS_URL,
     MEMORY_URL,
+    Client,
     eviction_policy,
     redis_answers,
     wait_for_redis,
 )
 from storage.errors import SetupRefused, StorageUnavailable
-from storage.users import run_census
+from storage.users import run_census, run_on_own_client, take_skeleton_census
 
 logger = logging.getLogger("api.startup")
 
@@ -44,6 +47,41 @@ def check_port(host: str, port: int) -> None:
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
+# Each open stream holds one socket. Limits are per process and inherited by the workers
+# Sanic starts from this one, and LIVE_MAX_CONNECTIONS is per worker, so one worker's need is
+# the need. The margin covers Redis connections, plain requests in flight and files.
+FILES_MARGIN = 1024
+# The kernel caps a listen backlog at net.core.somaxconn (4096 by default since Linux 5.4).
+BACKLOG_MAX = 4096
+
+
+def raise_open_file_limit(settings: Settings) -> int:
+    """Raise this process's open-file soft limit as far as LIVE_MAX_CONNECTIONS needs
+    (never past the hard limit, which only root can raise) and return the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = settings.live_max_connections + FILES_MARGIN
+    if hard != resource.RLIM_INFINITY:
+        need = min(need, hard)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+        soft = need
+    if soft != resource.RLIM_INFINITY and soft < settings.live_max_connections + FILES_MARGIN:
+        logger.warning(
+            "the open-file limit is %d (hard limit %d): fewer than LIVE_MAX_CONNECTIONS=%d "
+            "streams will fit; raise it with `ulimit -Hn` or the service manager's LimitNOFILE",
+            soft,
+            hard,
+            settings.live_max_connections,
+        )
+    return int(soft)
+
+
+def listen_backlog(settings: Settings) -> int:
+    """The listen backlog: room for a reconnect storm of every stream at once, as far as the
+    kernel allows (Sanic's default of 100 drops SYNs when thousands reconnect)."""
+    return max(100, min(settings.live_max_connections, BACKLOG_MAX))
+
+
 def count_password_costs(url: str, *, cluster: bool) -> None:
     """Count the password hashes stored before their costs were counted (once per store)."""
     try:
@@ -57,6 +95,26 @@ def count_password_costs(url: str, *, cluster: bool) -> None:
         return
     if counts is not None:
         logger.info("counted the stored password hashes by bcrypt cost: %s", counts or "none")
+
+
+def index_name_skeletons(url: str, *, cluster: bool) -> None:
+    """Index the skeletons of the names signed up before names were folded (once per version of
+    the confusables data), so that a new look-alike of them is refused."""
+
+    async def census(client: Client) -> int | None:
+        return await take_skeleton_census(client, skeleton_digest, CONFUSABLES_VERSION)
+
+    try:
+        claimed = run_on_own_client(url, cluster, census)
+    except StorageUnavailable as exc:
+        logger.warning(
+            "could not index the skeletons of the existing names (%s); a look-alike of a name "
+            "signed up before folding is refused only once it is",
+            exc,
+        )
+        return
+    if claimed is not None:
+        logger.info("indexed the skeletons of the existing names: %d", claimed)
 
 
 def warn_if_evicting(url: str) -> None:
@@ -105,6 +163,7 @@ def prepare(settings: Settings, *, redis_wait_seconds: float = 5.0) -> Settings:
     if url != MEMORY_URL:
         warn_if_evicting(url)
         count_password_costs(url, cluster=settings.redis_cluster)
+        index_name_skeletons(url, cluster=settings.redis_cluster)
     if settings.uses_memory_store:
         logger.warning(
             "using the embedded in-process store: data lives only as long as this process; "

@@ -13,6 +13,7 @@ import orjson
 from api.auth import Client
 from api.context import ApiRequest
 from api.errors import ApiError, ErrorCode, ValidationError
+from api.live import parse_event_id
 from api.security import FAMILY_ID
 from storage.sessions import USER_AGENT_MAX_CHARS
 
@@ -168,6 +169,39 @@ def name(data: dict[str, Any], field: str = "name") -> str:
     return value
 
 
+def recipient(data: dict[str, Any], sender: str) -> str:
+    """The message's `to`: a name under the name rules, the sender when absent."""
+    return name(data, "to") if "to" in data else sender
+
+
+IDEMPOTENCY_KEY_MAX_CHARS = 128
+_IDEMPOTENCY_KEY = re.compile(rf"[!-~]{{1,{IDEMPOTENCY_KEY_MAX_CHARS}}}")
+
+
+def idempotency_key(request: ApiRequest) -> str | None:
+    """The `Idempotency-Key` header as sent (no Structured Field parsing: quotes are characters),
+    None when absent; 422 unless it is 1-128 characters of 0x21-0x7E."""
+    values = request.headers.getall("idempotency-key", [])
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ValidationError("Idempotency-Key", _IDEMPOTENCY_KEY_RULE)
+    return idempotency_key_value(values[0], "Idempotency-Key")
+
+
+_IDEMPOTENCY_KEY_RULE = (
+    f"must be given once, 1-{IDEMPOTENCY_KEY_MAX_CHARS} visible ASCII characters"
+)
+
+
+def idempotency_key_value(value: str, field: str) -> str:
+    """An idempotency key as sent (the header's, or a WebSocket frame's `field`); 422 unless it
+    is 1-128 characters of 0x21-0x7E."""
+    if not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise ValidationError(field, _IDEMPOTENCY_KEY_RULE)
+    return value
+
+
 def optional_name(data: dict[str, Any]) -> str | None:
     """The optional `name` of a message body, NFC-normalised; any string is accepted."""
     if "name" not in data:
@@ -225,6 +259,40 @@ def last_count(text_value: str, cap: int) -> int | None:
     if count == 0:
         raise ValidationError("text", "last N needs N of at least 1")
     return min(count, cap)
+
+
+def _one_query_value(request: ApiRequest, field: str) -> str | None:
+    values = request.get_args(keep_blank_values=True).getlist(field)
+    if len(values) > 1:
+        raise ValidationError(field, "must be given once")
+    return values[0] if values else None
+
+
+def with_user(request: ApiRequest) -> str | None:
+    """The `with` query parameter: a name under the name rules, None when absent."""
+    value = _one_query_value(request, "with")
+    return None if value is None else name({"with": value}, "with")
+
+
+def cursor(request: ApiRequest) -> str | None:
+    """The `cursor` query parameter as sent, None when absent (its checks are the cursor's)."""
+    return _one_query_value(request, "cursor")
+
+
+def resume_after(request: ApiRequest) -> tuple[int, str] | None:
+    """Where a live stream resumes: the event id of `Last-Event-ID` (what EventSource sends on
+    reconnect), else of `?after=`; None to start at the newest; 422 for one that is not an event
+    id."""
+    sent: str | None = request.headers.get("last-event-id")
+    field = "Last-Event-ID"
+    if not sent:
+        sent, field = _one_query_value(request, "after"), "after"
+    if not sent:
+        return None
+    parsed = parse_event_id(sent)
+    if parsed is None:
+        raise ValidationError(field, "is not an event id of this stream")
+    return parsed
 
 
 def limit(request: ApiRequest, *, default: int, maximum: int) -> int:

@@ -20,4 +20,10 @@ def session_view(family: FamilyInfo, current: str | None) -> dict[str, Any]:
 
 def message_view(message: Message) -> dict[str, Any]:
     """A message as `/messages/` and the export show it."""
-    return {"text": message.text, "sent_at": message.sent_at}
+    return {
+        "id": message.id,
+        "from": message.sender,
+        "to": message.recipient,
+        "text": message.text,
+        "sent_at": message.sent_at,
+    }

@@ -16,7 +16,11 @@ class SetupRefused(StorageError):
 
 
 class NameTaken(StorageError):
-    """A user with this name already exists."""
+    """A user with this name already exists (`look_alike`: one whose name looks the same)."""
+
+    def __init__(self, name: str, *, look_alike: bool = False) -> None:
+        super().__init__(name)
+        self.look_alike = look_alike
 
 
 class SessionInvalid(StorageError):
@@ -57,3 +61,39 @@ class RateLimited(StorageError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"retry after {retry_after} s")
         self.retry_after = retry_after
+
+
+class UnknownRecipient(StorageError):
+    """No user has the name a message or a block names."""
+
+
+class RecipientUnavailable(StorageError):
+    """The recipient has blocked the sender."""
+
+
+class MessageRateLimited(RateLimited):
+    """The sender's messages to others are over their rate; retry after `retry_after` seconds."""
+
+
+class IdempotencyKeyReused(StorageError):
+    """The idempotency key was used for a request with another body."""
+
+
+class IdempotencyKeyInUse(StorageError):
+    """A request with the idempotency key is still running; retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class NoSuchBlock(StorageError):
+    """The user has not blocked this name."""
+
+
+class BlocksFull(StorageError):
+    """The user has blocked as many names as anyone may."""
+
+
+class StreamsFull(StorageError):
+    """The user has as many live streams open as they may."""

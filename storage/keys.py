@@ -87,3 +87,45 @@ def password_costs() -> str:
 def readiness_probe() -> str:
     """Short-lived key that /readyz writes to check that Redis accepts writes."""
     return "readiness-probe"
+
+
+def blocks(name: str) -> str:
+    """Set of the names the user has blocked: their messages to the user are refused."""
+    return f"blocks:{{{name}}}"
+
+
+def idempotency(name: str) -> str:
+    """Hash of the user's idempotency keys (of POST /message/) -> what became of each request."""
+    return f"idempotency:{{{name}}}"
+
+
+def idempotency_index(name: str) -> str:
+    """Sorted set of the user's idempotency keys, scored by when each was first used."""
+    return f"idempotency-index:{{{name}}}"
+
+
+def message_rate(name: str) -> str:
+    """Hash of the token bucket of the user's messages to others: tokens left, and when."""
+    return f"rate:messages:{{{name}}}"
+
+
+def channel(name: str) -> str:
+    """The pub/sub channel of the user's events (messages entering their history, sessions
+    ending), in the user's cluster slot."""
+    return f"events:{{{name}}}"
+
+
+def skeleton(digest: str) -> str:
+    """The name that holds a skeleton (by its digest: see api.names), in a slot of its own."""
+    return f"skeleton:{{{digest}}}"
+
+
+def skeleton_census() -> str:
+    """Which version of Unicode's confusables data the existing names were indexed with."""
+    return "skeleton-census"
+
+
+def live_streams(name: str) -> str:
+    """Sorted set of the user's open live streams (on every worker and instance), scored by when
+    each stops counting unless its worker renews it."""
+    return f"live:{{{name}}}"

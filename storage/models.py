@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -56,12 +57,13 @@ class Rotation:
 
 @dataclass(frozen=True, slots=True)
 class AccountData:
-    """Everything kept about a user: when the account was created, its messages (newest first)
-    and its live families."""
+    """Everything kept about a user: when the account was created, its messages (newest first),
+    its live families and the names it has blocked."""
 
     created_at: str
     messages: list[Message]
     families: list[FamilyInfo]
+    blocks: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,28 @@ class LoginState:
 
 
 class Message(NamedTuple):
-    """One stored message."""
+    """One message of a user's history: its text, when it was sent, its id (the sender's and
+    the recipient's copy share it), who sent it to whom, and its number in this history (the
+    event id of its entry; 0 where none is known)."""
 
     text: str
     sent_at: str
+    id: str = ""
+    sender: str = ""
+    recipient: str = ""
+    seq: int = 0
+
+
+class Page(NamedTuple):
+    """Messages of a history, newest first, and the number of the last of them when older ones
+    are left (where the next page starts), else None."""
+
+    messages: list[Message]
+    next_seq: int | None
+
+
+class Sent(NamedTuple):
+    """A message stored (or, for a repeated idempotent request, stored before): its id."""
+
+    id: str
+    replayed: bool = False

@@ -70,10 +70,11 @@ def session_args(session: Session, *extra: Any) -> list[Any]:
 
 
 def raise_for_status(reply: list[Any]) -> list[Any]:
-    """Raise the SessionInvalid subclass a session script's status names; return its reply."""
-    status = int(reply[0])
-    if status != scripts.SESSION_OK:
-        raise _ERRORS[status](status)
+    """Raise the SessionInvalid subclass a session script's status names; return its reply
+    (whose status may be the action's own: a message's refusal, say)."""
+    error = _ERRORS.get(int(reply[0]))
+    if error is not None:
+        raise error(int(reply[0]))
     return reply
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import redis.exceptions as rex
 
@@ -26,6 +28,8 @@ from storage.sessions import (
 from storage.store import Script, Store, translate_errors
 from storage.throttle import Throttle, Window
 
+R = TypeVar("R")
+
 # The first session generation of an account is random below this (exact in a JSON number).
 GENERATION_BITS = 52
 
@@ -41,6 +45,8 @@ class UserStore(Store):
     _change_password = Script(scripts.CHANGE_PASSWORD)
     _delete = Script(scripts.DELETE_USER)
     _export = Script(scripts.EXPORT)
+    _claim_skeleton = Script(scripts.CLAIM_SKELETON)
+    _release_skeleton = Script(scripts.RELEASE_SKELETON)
 
     def __init__(
         self,
@@ -56,15 +62,30 @@ class UserStore(Store):
         self._throttle = throttle or Throttle(client, self._monitor, pipeline)
 
     @translate_errors
-    async def create_user(self, name: str, password_hash: str, cost: int) -> None:
-        """Create the user atomically, with a random first session generation; raise NameTaken
-        if the name exists."""
+    async def create_user(self, name: str, password_hash: str, cost: int, skeleton: str) -> None:
+        """Create the user, with a random first session generation; raise NameTaken if the name
+        exists, or another name holds its skeleton (`skeleton`: its digest, see api.names).
+
+        Two steps, in two slots: the skeleton is claimed first (exactly one of two names that
+        look alike wins it), then the user is created (exactly one of two signups of one name);
+        a name that claimed the skeleton and then lost gives it back."""
+        claimed = await self._claim_skeleton(keys=[keys.skeleton(skeleton)], args=[name])
+        if not claimed:
+            raise NameTaken(name, look_alike=True)
         created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         generation = secrets.randbits(GENERATION_BITS)
-        created = await self._create(
-            keys=[keys.user(name)], args=[password_hash, created_at, generation]
-        )
+        try:
+            created = await self._create(
+                keys=[keys.user(name)], args=[password_hash, created_at, generation]
+            )
+        except BaseException:
+            if int(claimed) == 1:
+                with contextlib.suppress(Exception):  # Redis failing: nothing more to do
+                    await self._release_skeleton(keys=[keys.skeleton(skeleton)], args=[name])
+            raise
         if not created:
+            if int(claimed) == 1:  # a new claim of a name that exists (it lost a race)
+                await self._release_skeleton(keys=[keys.skeleton(skeleton)], args=[name])
             raise NameTaken(name)
         await self._count_costs(keys=[keys.password_costs()], args=[cost, 1])
 
@@ -127,9 +148,11 @@ class UserStore(Store):
         return int(reply[1])
 
     @translate_errors
-    async def delete_user(self, session: Session, cost: int) -> None:
+    async def delete_user(self, session: Session, cost: int, skeleton: str) -> None:
         """If the session is valid, delete the user with their messages, families, failed login
-        count and denylist, atomically (`cost`: their hash's bcrypt cost, no longer counted)."""
+        count, denylist, blocks, idempotency records and rate bucket, atomically; then free the
+        name's skeleton (`skeleton`: its digest) and stop counting their hash's bcrypt `cost`.
+        (Copies of their messages in other users' histories are those users'.)"""
         name = session.name
         raise_for_status(
             await self._delete(
@@ -139,6 +162,11 @@ class UserStore(Store):
                     keys.families(name),
                     keys.login_failures(name),
                     keys.denylist(name),
+                    keys.blocks(name),
+                    keys.idempotency(name),
+                    keys.idempotency_index(name),
+                    keys.message_rate(name),
+                    keys.live_streams(name),
                 ),
                 args=session_args(
                     session,
@@ -148,7 +176,10 @@ class UserStore(Store):
                 ),
             )
         )
-        await self._count_costs(keys=[keys.password_costs()], args=[cost, -1])
+        await asyncio.gather(
+            self._count_costs(keys=[keys.password_costs()], args=[cost, -1]),
+            self._release_skeleton(keys=[keys.skeleton(skeleton)], args=[name]),
+        )
 
     @translate_errors
     async def export(self, session: Session, now: int) -> AccountData:
@@ -156,12 +187,20 @@ class UserStore(Store):
         name = session.name
         reply = raise_for_status(
             await self._export(
-                keys=session_keys(session, keys.messages(name), keys.families(name)),
+                keys=session_keys(
+                    session, keys.messages(name), keys.families(name), keys.blocks(name)
+                ),
                 args=session_args(session, now, keys.family_prefix(name), self._max_sessions),
             )
         )
-        _, created_at, messages, families = reply
-        return AccountData(str(created_at), decode_messages(messages), families_of(families))
+        _, created_at, messages, families, blocks, top = reply
+        numbers = list(range(int(top), int(top) - len(messages), -1))
+        return AccountData(
+            str(created_at),
+            decode_messages(messages, name, numbers),
+            families_of(families),
+            sorted(str(blocked) for blocked in blocks),
+        )
 
     async def _rehash(self, name: str, old: str, new: str, old_cost: int, new_cost: int) -> None:
         replaced = await self._replace_hash(keys=[keys.user(name)], args=[old, new])
@@ -203,18 +242,56 @@ async def take_census(client: Client, *, batch: int = 500) -> dict[int, int] | N
     return counts if added else None
 
 
-def run_census(url: str, *, cluster: bool) -> dict[int, int] | None:
-    """Take the census of stored password-hash costs (storage.users.take_census) on a client of
-    its own; raise StorageUnavailable when Redis fails meanwhile."""
+async def take_skeleton_census(
+    client: Client, digest: Callable[[str], str], version: str, *, batch: int = 500
+) -> int | None:
+    """Index the skeletons of the existing names (`digest(name)`: the key-safe digest of a
+    name's skeleton), once per version of the confusables data: the first name met holds each
+    skeleton (pairs that already collide both keep working; a new look-alike is refused).
+    Return how many skeletons were claimed, or None when this version was indexed before.
+    Walks the keys with SCAN: for start-up, never a request."""
+    if await client.get(keys.skeleton_census()) == version:
+        return None
+    claim = client.register_script(scripts.CLAIM_SKELETON)
+    claimed = 0
+    names: list[str] = []
 
-    async def census() -> dict[int, int] | None:
+    async def index() -> int:
+        replies = await asyncio.gather(
+            *(claim(keys=[keys.skeleton(digest(name))], args=[name]) for name in names)
+        )
+        names.clear()
+        return sum(1 for reply in replies if int(reply) == 1)
+
+    prefix, suffix = keys.user("*").split("*")
+    async for key in client.scan_iter(match=keys.user("*"), count=batch):
+        names.append(str(key)[len(prefix) : -len(suffix)])
+        if len(names) >= batch:
+            claimed += await index()
+    claimed += await index()
+    mark = client.register_script(scripts.MARK_SKELETON_CENSUS)
+    await mark(keys=[keys.skeleton_census()], args=[version])
+    return claimed
+
+
+def run_census(url: str, *, cluster: bool) -> dict[int, int] | None:
+    """Take the census of stored password-hash costs (take_census) on a client of its own; raise
+    StorageUnavailable when Redis fails meanwhile."""
+    return run_on_own_client(url, cluster, take_census)
+
+
+def run_on_own_client(url: str, cluster: bool, work: Callable[[Client], Awaitable[R]]) -> R:
+    """Run `work` (a start-up census) on a client of its own, in an event loop of its own; raise
+    StorageUnavailable when Redis fails meanwhile."""
+
+    async def run() -> R:
         client = create_redis(url, cluster=cluster)
         try:
-            return await take_census(client)
+            return await work(client)
         finally:
             await client.aclose()
 
     try:
-        return asyncio.run(census())
+        return asyncio.run(run())
     except rex.RedisError as exc:
         raise StorageUnavailable(type(exc).__name__) from exc

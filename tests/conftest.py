@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import builtins
 import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -20,8 +22,6 @@ import fakeredis
 import httpx
 import jwt
 import pytest
-import sanic.mixins.routes as sanic_routes
-import sanic.touchup.schemes.base as sanic_touchup_base
 from sanic import Sanic
 from sanic.server import AsyncioServer
 
@@ -49,26 +49,31 @@ T = TypeVar("T")
 # Many apps of one name in this process: Sanic's own test mode allows it.
 Sanic.test_mode = True
 
-# CPython 3.11 keeps the depth of the syntax tree ast.parse is building in state that every thread
-# shares: a thread that parses while another's parse is paused (a garbage collection running a
-# finalizer mid-parse lets the GIL go) resets it, and the paused one fails with "SystemError: AST
-# constructor recursion depth mismatch" (python/cpython#106905). A service parses in one thread
-# only; the tests serve many apps, each in a thread of its own, and Sanic parses source when a
-# server starts (TouchUp, the router) and when sanic-ext registers its route, and 3.11's traceback
-# module parses each line it underlines. So in this process every parse waits for the one under
-# way (tests/test_harness.py interleaves two parses to prove it).
+# CPython 3.11 keeps the depth of the syntax tree being built (by ast.parse, or compile() with
+# PyCF_ONLY_AST) in state that every thread shares: a thread that parses while another's parse is
+# paused (a garbage collection running a finalizer mid-parse lets the GIL go) resets it, and the
+# paused one fails with "SystemError: AST constructor recursion depth mismatch"
+# (python/cpython#106905). A service parses in one thread only; the tests serve many apps, each in
+# a thread of its own, and Sanic parses source when a server starts (TouchUp, the router) and when
+# sanic-ext registers its route, 3.11's traceback module parses each line it underlines, and
+# anyio's lazy imports parse their module on first use in whichever thread. So in this process
+# every compile() to a syntax tree waits for the one under way (tests/test_harness.py interleaves
+# two parses to prove it must).
 PARSE_LOCK = threading.RLock()
 UNLOCKED_PARSE = ast.parse
+_unlocked_compile = builtins.compile
 
 
-def _parse_alone(*args: Any, **kwargs: Any) -> Any:
-    with PARSE_LOCK:
-        return UNLOCKED_PARSE(*args, **kwargs)
+def _compile_alone(
+    source: Any, filename: Any, mode: str, flags: int = 0, *args: Any, **kw: Any
+) -> Any:
+    if flags & ast.PyCF_ONLY_AST:
+        with PARSE_LOCK:
+            return _unlocked_compile(source, filename, mode, flags, *args, **kw)
+    return _unlocked_compile(source, filename, mode, flags, *args, **kw)
 
 
-# ast itself, and the modules that bound the name before this file ran.
-for _module in (ast, sanic_routes, sanic_touchup_base):
-    setattr(_module, "parse", _parse_alone)  # noqa: B010 (mypy: not an exported name)
+builtins.compile = _compile_alone
 
 
 def _require_redis_binaries() -> None:
@@ -366,6 +371,72 @@ def token_for(name: str, *, ttl: int = 3600, now: int | None = None, generation:
     """A correctly signed token made without logging in (e.g. already expired)."""
     token, _ = issue_token(SECRET, name, generation, ttl, now=now)
     return token
+
+
+class TcpProxy:
+    """A loopback TCP proxy to `target_port` that can drop every connection through it and refuse
+    new ones, as a network going down does, then come back."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.up = True
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self._listener = socket.create_server((LOOPBACK, self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        """The proxy's address, as a base URL."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            try:
+                server = socket.create_connection((LOOPBACK, self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._pairs.append((client, server))
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def down(self) -> None:
+        """Drop every connection and refuse new ones."""
+        self.up = False
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for end in pair:
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+
+    def close(self) -> None:
+        """Stop listening and drop everything."""
+        self.down()
+        self._listener.close()
 
 
 CHROMIUM_FLAGS = [

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from support.processes import PASSWORD, RedisServer, Service, free_port, start_service
-from tests.conftest import BrowserPage, open_browser, token_for
+from tests.conftest import BrowserPage, TcpProxy, open_browser, token_for
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.browser]
 
@@ -199,16 +199,21 @@ def test_errors_read_as_text_next_to_their_form(
     assert browser_page.blocked == []
 
 
-def test_an_expired_session_returns_to_the_login_form(
-    browser_page: BrowserPage, service_for_browser: Service
+@pytest.mark.parametrize("live", [True, False])
+def test_a_session_ended_elsewhere_returns_to_the_login_form(
+    browser_page: BrowserPage, service_for_browser: Service, live: bool
 ) -> None:
     page = browser_page.page
+    if not live:  # no stream to say so: the next call finds out
+        page.route("**/events/**", lambda route: route.abort())
     _sign_up_and_log_in(page, browser_page.origin)
     token = _token_cookie(page)
     service_for_browser.call("POST", "/logout/", headers={"token": token})  # ended elsewhere
-    page.get_by_label("Message").fill("too late")
-    page.get_by_role("button", name="Send").click()
-    page.get_by_text("Your session has ended: log in again.").wait_for()
+    if not live:
+        page.get_by_label("Message").fill("too late")
+        page.get_by_role("button", name="Send").click()
+    # With the stream, the page learns of it by itself, at once.
+    page.get_by_text("Your session has ended: log in again.").wait_for(timeout=5000)
     assert page.get_by_role("button", name="Log in").is_visible()
 
 
@@ -357,3 +362,81 @@ def test_real_expiry_keeps_me_signed_in_and_log_out_still_ends_the_session(
         assert [s["current"] for s in sessions] == [True]  # only this new one
     finally:
         service.stop()
+
+
+def test_messages_between_users_and_a_conversation(
+    browser_page: BrowserPage, service_for_browser: Service
+) -> None:
+    bob = service_for_browser.user("bob")
+    service_for_browser.user("carol")
+    page = browser_page.page
+    _sign_up_and_log_in(page, browser_page.origin)
+    page.get_by_label("To", exact=True).fill("bob")
+    _send(page, "hello bob")
+    page.get_by_label("To", exact=True).fill("")
+    _send(page, "a note")
+    service_for_browser.call(
+        "POST", "/message/", {"text": "hi alice", "to": "alice"}, {"token": bob}
+    )
+    page.get_by_label("To", exact=True).fill("ghost")
+    page.get_by_label("Message").fill("anyone?")
+    page.get_by_role("button", name="Send").click()
+    page.locator("#compose-error").get_by_text("No user has that name.").wait_for()
+    page.reload()
+    history = page.get_by_role("list", name="History")
+    history.get_by_text("hi alice").wait_for()
+    assert _texts(page, "#history") == ["hi alice", "a note", "hello bob"]
+    froms = [item.inner_text() for item in history.locator(".from").all()]
+    assert froms == ["From bob", "Note to yourself", "To bob"]
+    # The conversation with bob: only the messages between alice and bob.
+    history.get_by_role("button", name="Conversation with bob").first.click()
+    page.get_by_role("heading", name="Conversation with bob").wait_for()
+    page.wait_for_function("document.querySelectorAll('#history > li').length === 2")
+    assert _texts(page, "#history") == ["hi alice", "hello bob"]
+    assert page.get_by_label("To", exact=True).input_value() == "bob"
+    page.get_by_role("button", name="All messages").click()
+    page.get_by_role("heading", name="History").wait_for()
+    assert browser_page.blocked == []
+
+
+def test_new_messages_appear_live_and_none_is_missed_across_a_network_drop(
+    service_for_browser: Service,
+) -> None:
+    service = service_for_browser
+    alice = service.user("alice")
+    service.user("bob")
+    network = TcpProxy(int(service.url.rsplit(":", 1)[1]))  # between bob's browser and us
+    try:
+        with open_browser(network.url) as new_page:
+            bob = new_page()
+            _fill_in(bob.page, bob.origin, "bob")
+            bob.page.get_by_role("button", name="Log in").click()
+            bob.page.get_by_label("Signed in as").wait_for()
+            history = bob.page.get_by_role("list", name="History")
+            time.sleep(0.5)  # the stream is open
+
+            def send(text: str) -> None:
+                body = {"text": text, "to": "bob"}
+                assert service.call("POST", "/message/", body, {"token": alice})[0] == 201
+
+            started = time.monotonic()
+            send("live one")
+            history.get_by_text("live one").wait_for(timeout=1000)  # within 1 s, no reload
+            assert time.monotonic() - started < 1.0
+            network.down()  # bob goes offline: his stream is cut
+            time.sleep(0.5)
+            for n in range(5):
+                send(f"while offline {n}")
+            time.sleep(0.5)
+            network.up = True  # back online: the browser reconnects by itself
+            history.get_by_text("while offline 4").wait_for(timeout=15000)
+            time.sleep(0.5)  # anything repeated would have come by now
+            assert _texts(bob.page, "#history") == [
+                *(f"while offline {n}" for n in reversed(range(5))),
+                "live one",
+            ]
+            assert bob.blocked == []
+    finally:
+        network.close()
+    # The page's EventSource came back, resuming after the last event it had.
+    assert service.output.count("GET /events/ 200") >= 2

@@ -19,6 +19,7 @@ from storage import keys
 from storage.connection import create_redis
 from support.processes import RedisClusterServers
 from tests.conftest import Api, AppServer, start_redis_cluster
+from tests.test_live import sse, texts
 
 pytestmark = pytest.mark.redis_server
 
@@ -164,3 +165,23 @@ def test_a_lost_master_is_a_fast_503_and_the_service_recovers_when_it_is_back(
         time.sleep(0.2)
     assert status == 201
     assert api.get("/me/", headers={"token": token}).status == 200
+
+
+def test_a_live_stream_goes_on_without_a_gap_while_its_slot_is_resharded(
+    api: Api, cluster: RedisClusterServers
+) -> None:
+    alice, bob = api.user("alice"), api.user("bob")
+    stream = sse(api, bob)
+    slot = key_slot(keys.channel("bob").encode())
+    mover = threading.Thread(target=_migrate, args=(cluster, slot), kwargs={"one_by_one": False})
+    mover.start()
+    sent: list[str] = []
+    while mover.is_alive() or len(sent) < 10:
+        text = f"m{len(sent)}"
+        body = {"text": text, "to": "bob"}
+        if api.post("/message/", json=body, headers={"token": alice}).status == 201:
+            sent.append(text)
+    mover.join()
+    # Redis told the subscriber the channel moved: it resubscribed where it lives now, and the
+    # stream caught up from the history.
+    assert texts(stream.take(len(sent), timeout=10)) == sent

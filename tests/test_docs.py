@@ -21,7 +21,24 @@ EXPECTED = {
     ("/token/refresh", "post"): {"200", "400", "401", "403", "415", "422", "503"},
     ("/sessions", "get"): {"200", "401", "503"},
     ("/sessions/{session_id}", "delete"): {"204", "401", "403", "404", "415", "503"},
-    ("/message", "post"): {"200", "201", "400", "401", "403", "415", "422", "503"},
+    ("/message", "post"): {
+        "200",
+        "201",
+        "400",
+        "401",
+        "403",
+        "404",
+        "409",
+        "415",
+        "422",
+        "429",
+        "503",
+    },
+    ("/blocks", "post"): {"204", "400", "401", "403", "404", "415", "422", "503"},
+    ("/blocks", "get"): {"200", "401", "503"},
+    ("/blocks/{name}", "delete"): {"204", "401", "403", "404", "415", "503"},
+    ("/events", "get"): {"200", "401", "422", "429", "503"},
+    ("/ws", "get"): {"101", "401", "403", "422", "429", "503"},
     ("/messages", "get"): {"200", "401", "422", "503"},
     ("/healthz", "get"): {"200"},
     ("/readyz", "get"): {"200", "503"},
@@ -36,6 +53,11 @@ SECURED = {
     ("/password", "post"),
     ("/sessions", "get"),
     ("/sessions/{session_id}", "delete"),
+    ("/blocks", "post"),
+    ("/blocks", "get"),
+    ("/blocks/{name}", "delete"),
+    ("/events", "get"),
+    ("/ws", "get"),
 }
 
 
@@ -59,8 +81,12 @@ def test_every_endpoint_and_status_is_documented(spec: dict[str, Any]) -> None:
 def test_bodies_errors_and_security_are_described(spec: dict[str, Any]) -> None:
     for (path, method), statuses in EXPECTED.items():
         operation = spec["paths"][path][method]
-        for status in statuses - {"204"}:  # a 204 has no body
-            content = operation["responses"][status]["content"]["application/json"]
+        for status in statuses - {"204", "101"}:  # a 204 has no body, nor a switch to a socket
+            response = operation["responses"][status]
+            if (path, status) == ("/events", "200"):
+                assert set(response["content"]) == {"text/event-stream"}
+                continue
+            content = response["content"]["application/json"]
             if int(status) >= 400:
                 assert content["schema"]["required"] == ["error", "message"]
         assert (operation.get("security") is not None) == ((path, method) in SECURED)
@@ -86,7 +112,15 @@ def test_each_route_lists_only_its_own_error_codes(spec: dict[str, Any]) -> None
         "token_expired",
         "token_revoked",
     ]
-    assert _error_codes(spec, "/message", "post", "403") == ["csrf_failed", "name_mismatch"]
+    assert _error_codes(spec, "/message", "post", "403") == [
+        "csrf_failed",
+        "name_mismatch",
+        "recipient_unavailable",
+    ]
+    assert _error_codes(spec, "/message", "post", "422") == [
+        "validation_error",
+        "idempotency_key_reused",
+    ]
     assert _error_codes(spec, "/signup", "post", "503") == ["busy", "storage_unavailable"]
     assert _error_codes(spec, "/readyz", "get", "503") == ["storage_unavailable", "shutting_down"]
     described = spec["paths"]["/login"]["post"]["responses"]["401"]["description"]

@@ -56,8 +56,9 @@ class Answer:
         return self.raw.partition(b"\r\n\r\n")[2]
 
 
-def send_raw(url: str, request: bytes, timeout: float = 15) -> Answer:
-    """Send `request` (which asks for `Connection: close`) as it is; read the whole answer."""
+def send_raw(url: str, request: bytes, timeout: float = 15, *, head_only: bool = False) -> Answer:
+    """Send `request` (which asks for `Connection: close`) as it is; read the whole answer (or,
+    for a stream that stays open, its status and headers)."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         # Refused before the whole request arrived: the answer is still there to read.
@@ -67,6 +68,8 @@ def send_raw(url: str, request: bytes, timeout: float = 15) -> Answer:
         try:
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
+                if head_only and b"\r\n\r\n" in b"".join(chunks):
+                    break
         except ConnectionResetError:
             pass
     raw = b"".join(chunks)
@@ -99,6 +102,7 @@ class Target:
     authenticated: bool = True
     ends_session: bool = False
     query: dict[str, str] = field(default_factory=dict)
+    stream: bool = False  # an answer that stays open: only its head is read
 
 
 def targets(session_id: str) -> list[Target]:
@@ -120,7 +124,15 @@ def targets(session_id: str) -> list[Target]:
         Target("HEAD", "/me/"),
         Target("POST", "/message/", {"text": "hello"}),
         Target("POST", "/message/", {"text": "last 3"}),
+        Target("POST", "/message/", {"text": "hi", "to": "bob"}),
         Target("GET", "/messages/", query={"limit": "5"}),
+        Target("GET", "/messages/", query={"with": "bob", "cursor": "AAAAAAAAAAAAAAAAAAAAAAAAAAA"}),
+        Target("POST", "/blocks/", {"name": "bob"}),
+        Target("GET", "/blocks/"),
+        Target("DELETE", "/blocks/bob/"),
+        Target("GET", "/events/", stream=True),
+        Target("GET", "/events/", query={"after": "1-abc"}, stream=True),
+        Target("GET", "/ws/"),
         Target("GET", "/sessions/"),
         Target("DELETE", f"/sessions/{session_id}/", ends_session=True),
         Target("POST", "/password/", {**password, "new_password": PASSWORD}, ends_session=True),
@@ -153,6 +165,9 @@ PLACES = (
     "x-forwarded-proto",
     "content-type",
     "if-none-match",
+    "idempotency-key",
+    "last-event-id",
+    "origin",
     "query",
 )
 
@@ -203,7 +218,7 @@ def attack(
         request = build(method, target_bytes, headers) + body
     else:
         request = build(method, target_bytes, headers, body)
-    return request, send_raw(service.url, request)
+    return request, send_raw(service.url, request, head_only=target.stream)
 
 
 @pytest.fixture(params=["text", "json"])

@@ -454,11 +454,12 @@ def test_the_export_holds_everything_kept_about_the_user(api: Api) -> None:
     assert response.status == 200
     assert response.headers["cache-control"] == "no-store"
     data = response.json
-    assert set(data) == {"name", "created_at", "messages", "sessions"}
+    assert set(data) == {"name", "created_at", "messages", "sessions", "blocks"}
     assert data["name"] == "alice"
     assert data["created_at"].endswith("Z")
     assert [m["text"] for m in data["messages"]] == ["second", "first"]
-    assert all(set(m) == {"text", "sent_at"} for m in data["messages"])
+    assert all(set(m) == {"id", "from", "to", "text", "sent_at"} for m in data["messages"])
+    assert data["blocks"] == []
     [session] = data["sessions"]
     assert (session["user_agent"], session["current"]) == ("exporter", True)
     assert data["sessions"] == api.get("/sessions/", headers={"token": token}).json["sessions"]

@@ -126,7 +126,11 @@ def test_list_messages_newest_first_with_times(api: Api) -> None:
     assert response.status == 200
     messages = response.json["messages"]
     assert [m["text"] for m in messages] == ["three", "two"]
-    assert all(set(m) == {"text", "sent_at"} and ISO_UTC.fullmatch(m["sent_at"]) for m in messages)
+    # Every message also has its id, sender and recipient (additive: the text and time are as
+    # they were).
+    assert all(set(m) == {"id", "from", "to", "text", "sent_at"} for m in messages)
+    assert all(ISO_UTC.fullmatch(m["sent_at"]) for m in messages)
+    assert all((m["from"], m["to"]) == ("alice", "alice") for m in messages)
     assert messages[0]["sent_at"] >= messages[1]["sent_at"]
 
 

@@ -42,7 +42,7 @@ def test_the_try_it_blocks_work_when_pasted() -> None:
     for expected in (
         '{"name":"some_name"}',
         '{"2":"some_text","1":"another_text"}',
-        '{"messages":[{"text":"another_text","sent_at":"',
+        '{"from":"some_name","to":"some_name","text":"another_text"}',
         '{"error":"token_revoked","message":"the token\'s session has ended"}',
         '{"status":"logged out everywhere"}',
         'Set-Cookie: token=""; Path=/; Max-Age=0',

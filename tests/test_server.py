@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -219,3 +221,50 @@ def test_the_container_health_check_asks_readyz_on_port(service: Service) -> Non
 
     assert check(service.url.rsplit(":", 1)[1]) == 0
     assert check(str(free_port())) == 1
+
+
+def test_streams_get_the_backlog_and_open_file_limit_they_need(redis_server: RedisServer) -> None:
+    running = start_service({"REDIS_URL": redis_server.url, "LIVE_MAX_CONNECTIONS": "3000"})
+    try:
+        port = running.url.rsplit(":", 1)[1]
+        listening = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert listening[0] == "LISTEN"
+        assert listening[2] == "3000"  # Send-Q: the backlog
+        limits = (Path("/proc") / str(running.process.pid) / "limits").read_text()
+        soft = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+        assert int(soft.split()[3]) >= 3000
+    finally:
+        running.stop()
+
+
+_RAISE = """
+import resource, sys
+from api.settings import Settings
+from api.startup import raise_open_file_limit
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, int(sys.argv[1])))
+settings = Settings(live_max_connections=3000)
+print(raise_open_file_limit(settings), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+@pytest.mark.parametrize(
+    ("hard", "limit", "warned"), [(20000, 4024, False), (4024, 4024, False), (512, 512, True)]
+)
+def test_the_open_file_soft_limit_rises_as_far_as_the_hard_one(
+    hard: int, limit: int, warned: bool
+) -> None:
+    _, hard_now = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard > hard_now:
+        pytest.skip(f"this machine's hard limit is {hard_now}")
+    result = subprocess.run(
+        [sys.executable, "-c", _RAISE, str(hard)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert result.stdout.split() == [str(limit), str(limit)]
+    assert ("fewer than LIVE_MAX_CONNECTIONS=3000" in result.stderr) is warned

@@ -36,7 +36,13 @@ def test_redis_holds_hashes_capped_lists_and_expiring_families(
 
     redis = redis_server.client()
     assert redis.type("user:{alice}") == "hash"
-    assert set(redis.hgetall("user:{alice}")) == {"password_hash", "created_at", "generation"}
+    assert set(redis.hgetall("user:{alice}")) == {
+        "password_hash",
+        "created_at",
+        "generation",
+        "seq",  # the number of the newest message that entered the history
+    }
+    assert redis.hget("user:{alice}", "seq") == "120"
     assert redis.type("messages:{alice}") == "list"
     assert redis.llen("messages:{alice}") == 100
     # The login's family lives as long as its token could (plus the leeway), and so does the

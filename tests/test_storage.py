@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
+from api.names import skeleton_digest
 from storage import keys
 from storage.connection import initialize
 from storage.errors import NameTaken, SessionEnded, SessionRevoked, UnknownUser
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.anyio
 
 async def _with_user(client: Redis) -> Session:
     """Create alice; return a session of hers, as a fresh login's token would carry."""
-    await UserStore(client).create_user("alice", "$2b$04$hash", 4)
+    await UserStore(client).create_user("alice", "$2b$04$hash", 4, skeleton_digest("alice"))
     generation = await client.hget(keys.user("alice"), "generation")
     return Session(name="alice", jti="jti-1", generation=int(str(generation)))
 
@@ -33,8 +34,8 @@ async def test_create_user_stores_a_hash_with_a_random_first_generation(
 ) -> None:
     client = backend()
     users = UserStore(client)
-    await users.create_user("alice", "$2b$04$hash", 4)
-    await users.create_user("bob", "$2b$04$hash", 4)
+    await users.create_user("alice", "$2b$04$hash", 4, skeleton_digest("alice"))
+    await users.create_user("bob", "$2b$04$hash", 4, skeleton_digest("bob"))
     alice: dict[str, str] = await client.hgetall(keys.user("alice"))  # type: ignore[assignment]
     bob = await client.hgetall(keys.user("bob"))
     costs = await client.hgetall(keys.password_costs())
@@ -50,7 +51,7 @@ async def test_concurrent_signups_of_one_name_exactly_one_wins(backend: Backend)
     await initialize(client)
     users = UserStore(client)
     results = await asyncio.gather(
-        *(users.create_user("alice", f"hash-{n}", 4) for n in range(50)),
+        *(users.create_user("alice", f"hash-{n}", 4, skeleton_digest("alice")) for n in range(50)),
         return_exceptions=True,
     )
     assert results.count(None) == 1
@@ -63,7 +64,7 @@ async def _send_concurrently(backend: Backend, limit: int, sent: int) -> list[st
     client = backend()
     alice = await _with_user(client)
     messages = MessageStore(client, history_limit=limit)
-    await asyncio.gather(*(messages.append_message(alice, f"m{n}") for n in range(sent)))
+    await asyncio.gather(*(messages.send(alice, "alice", f"m{n}") for n in range(sent)))
     assert await client.llen(keys.messages("alice")) == min(sent, limit)
     return [m.text for m in await messages.last_messages(alice, limit)]
 
@@ -91,7 +92,7 @@ async def test_session_checks(backend: Backend) -> None:
     with pytest.raises(SessionRevoked):
         await sessions.check(alice)
     with pytest.raises(SessionRevoked):
-        await MessageStore(client, history_limit=5).append_message(alice, "no")
+        await MessageStore(client, history_limit=5).send(alice, "alice", "no")
     assert await client.llen(keys.messages("alice")) == 0
     ttl = await client.ttl(keys.revoked("alice", "jti-1"))
     assert 90 <= ttl <= 100

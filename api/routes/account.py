@@ -51,6 +51,7 @@ async def export_account(request: ApiRequest) -> HTTPResponse:
             "created_at": data.created_at,
             "messages": [message_view(m) for m in data.messages],
             "sessions": [session_view(f, session.family) for f in data.families],
+            "blocks": data.blocks,
         },
         headers=NO_STORE,
     )

@@ -8,6 +8,7 @@ from api import docs
 from api.context import ApiRequest
 from api.errors import ErrorCode, ShuttingDown
 from api.responses import json
+from storage.errors import StorageUnavailable
 
 
 async def healthz(request: ApiRequest) -> HTTPResponse:
@@ -18,8 +19,11 @@ async def healthz(request: ApiRequest) -> HTTPResponse:
 async def readyz(request: ApiRequest) -> HTTPResponse:
     """Answer 200 when Redis accepts a write, else 503 storage_unavailable; 503 shutting_down
     once the service is stopping."""
+    svc = request.services
     if not request.app.ctx.stopping:
-        await request.services.health.check_writable()
+        await svc.health.check_writable()
+        if not svc.hub.healthy:  # a live stream's node cannot be reached: it would miss events
+            raise StorageUnavailable("the subscriber cannot reach Redis")
     if request.app.ctx.stopping:  # also when it began while Redis was asked
         raise ShuttingDown
     return json({"status": "ready"})

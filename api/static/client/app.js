@@ -12,6 +12,8 @@ const MESSAGES = {
   storage_unavailable: "The service cannot reach its data store right now: try again shortly.",
   busy: "Too many logins at once: try again in a moment.",
   shutting_down: "The service is restarting: try again in a moment.",
+  unknown_recipient: "No user has that name.",
+  recipient_unavailable: "That user does not take messages from you.",
 };
 const SESSION_ENDED = new Set(["missing_token", "invalid_token", "token_expired", "token_revoked"]);
 
@@ -110,6 +112,7 @@ const ERRORS = [
 ];
 
 function signedOut(note) {
+  stopEvents();
   for (const id of ERRORS) $(id).textContent = "";
   $("credentials-note").textContent = note || "";
   $("history").replaceChildren();
@@ -150,9 +153,122 @@ function entry(text, sentAt) {
   return item;
 }
 
+// The user signed in, and the conversation shown (null: every message).
+let me = "";
+let conversation = null;
+
+// A message of the history: its text, who it is from (and to), and when. The other person's name
+// opens the conversation with them.
+function messageItem(message) {
+  const item = entry(message.text);
+  item.dataset.id = message.id;
+  const who = document.createElement("span");
+  who.className = "from";
+  const other = message.from === me ? message.to : message.from;
+  if (message.from === me && message.to === me) {
+    who.append("Note to yourself");
+  } else {
+    who.append(message.from === me ? "To " : "From ");
+    const name = document.createElement("button");
+    name.type = "button";
+    name.className = "link";
+    name.textContent = other;
+    name.setAttribute("aria-label", `Conversation with ${other}`);
+    name.addEventListener("click", () => showConversation(other));
+    who.append(name);
+  }
+  item.append(who);
+  const time = document.createElement("time");
+  time.dateTime = message.sent_at;
+  time.textContent = new Date(message.sent_at).toLocaleString();
+  item.append(time);
+  return item;
+}
+
+// New messages, live: the browser's EventSource resumes by itself after the network drops (it
+// sends Last-Event-ID); a stream that ends (a session that ended, a token that expired) is opened
+// again after the token is renewed, from the last event it had (?after=).
+let events = null;
+let lastEventId = "";
+
+function belongsHere(message) {
+  if (conversation === null) return true;
+  const other = message.from === me ? message.to : message.from;
+  return other === conversation || (conversation === me && message.from === message.to);
+}
+
+function showLive(message) {
+  const list = $("history");
+  if (!belongsHere(message) || list.querySelector(`li[data-id="${CSS.escape(message.id)}"]`)) return;
+  list.prepend(messageItem(message));
+  $("history-empty").hidden = true;
+}
+
+function startEvents() {
+  stopEvents();
+  const query = lastEventId ? `?after=${encodeURIComponent(lastEventId)}` : "";
+  const source = new EventSource(`/events/${query}`);
+  events = source;
+  source.addEventListener("message", (event) => {
+    lastEventId = event.lastEventId;
+    showLive(JSON.parse(event.data));
+  });
+  source.addEventListener("reset", (event) => {
+    lastEventId = event.lastEventId;
+    guarded("compose-error", loadHistory);
+  });
+  source.addEventListener("end", () => {
+    stopEvents();
+    recheck(0);
+  });
+  source.addEventListener("error", () => {
+    // A network error makes EventSource retry by itself (CONNECTING); an answer that is not a
+    // stream (401 once the session is over, 429 or 503 when the service is full) closes it.
+    if (source.readyState !== EventSource.CLOSED || events !== source) return;
+    events = null;
+    recheck(5000);
+  });
+}
+
+// After a stream ended or was refused: is the session still on? Then live again (after
+// `delay` ms), else back to the login form.
+async function recheck(delay) {
+  try {
+    await call("GET", "/me/"); // renews an expired token if the login kept a refresh token
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    // A logout of this page stops its stream first: this end came from elsewhere.
+    if (events === null && !$("signed-in").hidden && SESSION_ENDED.has(error.code)) {
+      signedOut("Your session has ended: log in again.");
+      return;
+    }
+    delay = Math.max(delay, 5000); // the service is unreachable or busy: not at once
+  }
+  setTimeout(() => {
+    if (events === null && !$("signed-in").hidden) startEvents();
+  }, delay);
+}
+
+function stopEvents() {
+  if (events !== null) {
+    events.close();
+    events = null;
+  }
+}
+
+async function showConversation(name) {
+  conversation = name;
+  $("to").value = name === me ? "" : name;
+  await guarded("compose-error", loadHistory);
+}
+
 async function loadHistory() {
-  const data = await call("GET", "/messages/?limit=50");
-  $("history").replaceChildren(...data.messages.map((m) => entry(m.text, m.sent_at)));
+  const query = conversation === null ? "" : `&with=${encodeURIComponent(conversation)}`;
+  const data = await call("GET", `/messages/?limit=50${query}`);
+  $("history-title").textContent =
+    conversation === null ? "History" : `Conversation with ${conversation}`;
+  $("conversation-bar").hidden = conversation === null;
+  $("history").replaceChildren(...data.messages.map(messageItem));
   $("history-empty").hidden = data.messages.length > 0;
 }
 
@@ -202,9 +318,12 @@ async function endSession(session) {
 }
 
 async function enter() {
-  const me = await call("GET", "/me/");
-  $("user").textContent = me.name;
+  me = (await call("GET", "/me/")).name;
+  conversation = null;
+  lastEventId = "";
+  $("user").textContent = me;
   show(true);
+  startEvents();
   await Promise.all([loadHistory(), loadSessions()]);
   $("message").focus();
 }
@@ -294,8 +413,9 @@ async function submitMessage(event) {
     $("compose-error").textContent = "Write a message first.";
     return;
   }
+  const to = $("to").value.trim();
   await guarded("compose-error", async () => {
-    const data = await call("POST", "/message/", { text });
+    const data = await call("POST", "/message/", to ? { text, to } : { text });
     $("message").value = "";
     if (data && data.status === undefined) {
       // "last N": keys N down to "1", "1" the newest, shown as the seed numbers them.
@@ -317,8 +437,14 @@ async function submitMessage(event) {
 }
 
 async function logout(path) {
+  stopEvents(); // the logout ends this session's stream too: that end is no news here
   await guarded("session-error", async () => {
-    await call("POST", path);
+    try {
+      await call("POST", path);
+    } catch (error) {
+      if (!$("signed-in").hidden) startEvents(); // still signed in: live again
+      throw error;
+    }
     signedOut(path === "/logout/all/" ? "Logged out everywhere." : "Logged out.");
   });
 }
@@ -331,6 +457,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("change-password").addEventListener("submit", changePassword);
   $("export").addEventListener("click", exportData);
   $("delete-account").addEventListener("submit", deleteAccount);
+  $("all-messages").addEventListener("click", () => {
+    conversation = null;
+    guarded("compose-error", loadHistory);
+  });
   if (!csrfToken()) {
     // No session cookie (it lives exactly as long as the token's): nothing to ask the API.
     signedOut("");

@@ -1,0 +1,108 @@
+"""GET /events/: new messages as Server-Sent Events, live, with gap-free resume."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+from sanic import Blueprint, HTTPResponse
+
+from api import docs, validation
+from api.context import ApiRequest
+from api.errors import ErrorCode
+from api.guard import authenticated
+from api.live import Event
+
+# What the first line of a stream, and a heartbeat, say (comments: EventSource ignores them).
+CONNECTED = b": connected\n\n"
+HEARTBEAT = b": ping\n\n"
+
+
+def sse(event: Event) -> bytes:
+    """An event in the text/event-stream format."""
+    if event.kind == "message":
+        return b"id: %s\nevent: message\ndata: %s\n\n" % (event.event_id.encode(), event.data)
+    if event.event_id:
+        return b"id: %s\nevent: %s\ndata: {}\n\n" % (event.event_id.encode(), event.kind.encode())
+    return b"event: %s\ndata: {}\n\n" % event.kind.encode()
+
+
+@authenticated
+async def events(request: ApiRequest) -> HTTPResponse | None:
+    """Every message that enters your history, as it does; resumes after `Last-Event-ID` (or
+    `?after=`) with what was missed first."""
+    svc = request.services
+    after = validation.resume_after(request)
+    stream = await svc.hub.open(request.ctx.session, request.ctx.claims, "sse", after)
+    # Dropping the connection cancels this handler (closing it would wait for its writes first).
+    stream.abort = cast(asyncio.Transport, request.transport).abort
+    try:
+        response = await request.respond(
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            content_type="text/event-stream; charset=utf-8",
+        )
+        await response.send(CONNECTED)
+        quiet = svc.live_heartbeat_seconds
+        while True:
+            event = await stream.next(quiet)
+            if event is None:
+                await response.send(HEARTBEAT)
+                continue
+            if event.kind == "close":
+                break
+            chunk = sse(event)
+            while not stream.queue.empty() and len(chunk) < 65536:  # what is waiting, at once
+                queued = stream.queue.get_nowait()
+                if queued.kind == "close":
+                    await response.send(chunk)
+                    chunk = b""
+                    break
+                chunk += sse(queued)
+            if chunk:
+                await response.send(chunk)
+            if stream.closed is not None and stream.queue.empty():
+                break
+        await response.eof()
+    finally:
+        svc.hub.release(stream)
+    return None
+
+
+def blueprint() -> Blueprint:
+    """A new blueprint with the stream and its description."""
+    bp = Blueprint("events")
+    docs.add_route(
+        bp,
+        "GET",
+        "/events/",
+        events,
+        docs.Doc(
+            "Live: your new messages as Server-Sent Events",
+            "live",
+            ok=(
+                200,
+                docs.EVENT_STREAM,
+                "A `text/event-stream` that stays open: a first comment at once, then for every "
+                "message entering your history (received, or sent from any device) `id: <event "
+                "id>`, `event: message`, `data: <the message as JSON: id, from, to, text, "
+                "sent_at>`; a comment at least every 15 s. With `Last-Event-ID` (what "
+                "EventSource sends on reconnect) or `?after=` it first replays every message "
+                "after that event, in order; `event: reset` (`data: {}`) first when the "
+                "history no longer holds them (refetch `GET /messages/`). `event: end` when the "
+                "session ends (logout, log out everywhere, a new password, the session ended, "
+                "the account deleted, the token expired), then the stream closes.",
+            ),
+            errors=(
+                *docs.AUTH_ERRORS,
+                ErrorCode.VALIDATION_ERROR,
+                ErrorCode.RATE_LIMITED,
+                ErrorCode.BUSY,
+                ErrorCode.STORAGE_UNAVAILABLE,
+            ),
+            secured=True,
+            content_type="text/event-stream",
+            query=(("after", docs.text_schema(maxLength=100), docs.AFTER),),
+            headers=(("Last-Event-ID", docs.text_schema(maxLength=100), docs.AFTER),),
+        ),
+    )
+    return bp
