@@ -1,12 +1,12 @@
 """Prometheus metrics: tallied per process in plain dicts, exported with prometheus-client.
 
-A prometheus-client counter or histogram update costs 2-4 us (more in its multiprocess mode):
-several per request would cost more than 5 % of a request here. So each process tallies in dicts
-(about 0.1 us an update) and prometheus-client turns the tallies into the text format when
-/metrics is scraped. With several workers each one also writes its tallies to a file of its own
-in METRICS_DIR every second, and the worker that answers a scrape adds up every worker's file
-(counters and histograms of workers that have ended included, gauges of live workers only), so
-the numbers are the whole service's.
+A prometheus-client counter or histogram update is a lock and several calls (more in its
+multiprocess mode), and a request makes several: a noticeable share of a request here (`make
+bench`, scenario 7, measures what the metrics cost). So each process tallies in plain dicts and
+prometheus-client turns the tallies into the text format when /metrics is scraped. With several
+workers each one also writes its tallies to a file of its own in METRICS_DIR every second, and the
+worker that answers a scrape adds up every worker's file (counters and histograms of workers that
+have ended included, gauges of live workers only), so the numbers are the whole service's.
 """
 
 from __future__ import annotations

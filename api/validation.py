@@ -154,7 +154,8 @@ def _string(data: dict[str, Any], field: str) -> str:
 
 def name(data: dict[str, Any], field: str = "name") -> str:
     """The user name: 1-64 visible Unicode letters, digits, "_", "." or "-" as sent, at least one
-    a letter or digit; NFC-normalised. Case and look-alikes are kept: see the README."""
+    a letter or digit; NFC-normalised. Case and look-alikes are kept here (a new name that looks
+    like a taken one is refused at signup: api.names); see docs/api.md."""
     sent = _string(data, field)
     value = unicodedata.normalize("NFC", sent)
     # The documented rule applies to the name as sent. Normalising may leave the Basic Multilingual

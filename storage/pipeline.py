@@ -15,8 +15,8 @@ cluster client, which follows the redirection and refreshes the map.
 
 Commands are packed by hiredis (redis-py's async connection packs them in Python) and one task per
 connection writes every batch. Replies are read by redis-py's `read_response`, three coroutines per
-reply: most of the 7-9 % more instructions per request this connection costs the service than
-the hand-written protocol it replaced (`make instructions`, figures in the README).
+reply: most of what this connection costs more than a hand-written protocol would (`make
+instructions` counts it).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ class Line:
         return calls, chunks
 
     async def _write(self) -> None:
-        # One task writes every batch (a task per batch cost 4 % more instructions per call);
+        # One task writes every batch (a task per batch costs more instructions per call);
         # the batches sent while it waits for the socket to drain go out together after.
         while True:
             if not self._outbox:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from api.errors import ErrorCode
 from tests.conftest import Api
 
 EXPECTED = {
@@ -125,6 +126,12 @@ def test_each_route_lists_only_its_own_error_codes(spec: dict[str, Any]) -> None
     assert _error_codes(spec, "/readyz", "get", "503") == ["storage_unavailable", "shutting_down"]
     described = spec["paths"]["/login"]["post"]["responses"]["401"]["description"]
     assert described.startswith("`invalid_credentials`: Wrong name or password")
+    for path in ("/events", "/ws"):  # the live limits, not the login ones
+        responses = spec["paths"][path]["get"]["responses"]
+        assert (
+            responses["429"]["description"] == f"`rate_limited`: {ErrorCode.STREAMS_FULL.meaning}"
+        )
+        assert responses["503"]["description"].startswith(f"`busy`: {ErrorCode.LIVE_BUSY.meaning}")
 
 
 def test_request_bodies_have_real_examples(spec: dict[str, Any]) -> None:

@@ -95,8 +95,8 @@ def blueprint() -> Blueprint:
             errors=(
                 *docs.AUTH_ERRORS,
                 ErrorCode.VALIDATION_ERROR,
-                ErrorCode.RATE_LIMITED,
-                ErrorCode.BUSY,
+                ErrorCode.STREAMS_FULL,
+                ErrorCode.LIVE_BUSY,
                 ErrorCode.STORAGE_UNAVAILABLE,
             ),
             secured=True,

@@ -169,7 +169,7 @@ def blueprint() -> Blueprint:
             *docs.AUTH_ERRORS,
             ErrorCode.ORIGIN_REFUSED,
             ErrorCode.VALIDATION_ERROR,
-            ErrorCode.RATE_LIMITED,
+            ErrorCode.STREAMS_FULL,
             ErrorCode.LIVE_BUSY,
             ErrorCode.STORAGE_UNAVAILABLE,
         ),
