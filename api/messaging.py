@@ -82,9 +82,9 @@ class MessagingService:
             self._count("messages_sent", "self" if recipient == session.name else "other")
         return sent
 
-    async def last(self, session: Session, count: int) -> list[Message]:
-        """The user's `count` newest messages, received ones included."""
-        return await self._messages.last_messages(session, count)
+    async def last(self, session: Session, count: int) -> list[str]:
+        """The texts of the user's `count` newest messages, received ones included."""
+        return await self._messages.last_texts(session, count)
 
     async def page(
         self, session: Session, limit: int, *, cursor: str | None, with_user: str | None

@@ -110,9 +110,7 @@ class _Node:
         while self.channels or self._pending:
             try:
                 if self._pubsub is None:
-                    self._pubsub = self.client.pubsub()
-                    for channel in list(self.channels):
-                        await bounded(self._pubsub.ssubscribe(channel))
+                    self._pubsub = await self._connect()
                     self._heard = time.monotonic()
                     if not self.healthy:
                         self.healthy = True
@@ -132,6 +130,35 @@ class _Node:
                 self._lost()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_CAP_SECONDS)
+
+    async def _connect(self) -> PubSub:
+        """A new connection, subscribed to every channel wanted by the time it is handed over.
+
+        Nobody else may send on it before: redis-py's PubSub takes a pool connection for each
+        caller that finds it unconnected, so subscribes racing its connection would each open
+        one, of which it keeps only the last (the others' confirmations never come, and the
+        connections leak). So it is published only once connected and caught up, with no await
+        between the last check and the hand-over; from then on `subscribe` sends on it.
+        """
+        pubsub = self.client.pubsub()
+        try:
+            await bounded(pubsub.connect())  # type: ignore[no-untyped-call]
+            sent: set[str] = set()
+            while True:
+                missing = [channel for channel in self.channels if channel not in sent]
+                left = [channel for channel in sent if channel not in self.channels]
+                if not (missing or left):
+                    return pubsub
+                for channel in missing:
+                    await bounded(pubsub.ssubscribe(channel))
+                    sent.add(channel)
+                for channel in left:  # its streams closed while the connection was made
+                    self._leaving[channel] = self._leaving.get(channel, 0) + 1
+                    await bounded(pubsub.sunsubscribe(channel))
+                    sent.discard(channel)
+        except BaseException:
+            self._subscriber.spawn(_close_quietly(pubsub))
+            raise
 
     async def _read(self, pubsub: PubSub) -> None:
         while self.channels or self._pending:

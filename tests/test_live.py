@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -459,6 +460,33 @@ def test_one_subscriber_connection_per_node_whatever_the_streams(live_api: Api) 
     send(api, tokens[0], "to u1", to="u1")
     assert texts(streams[2].take(1)) == ["to u1"]
     assert texts(streams[3].take(1)) == ["to u1"]
+
+
+def test_streams_opened_at_once_on_an_idle_worker_all_open(live_api: Api) -> None:
+    # An idle worker has no subscriber connection: the first streams of a burst (a reconnect
+    # storm after a deploy) race to make it. Each must open, on one connection.
+    api = live_api
+    names = [f"u{n}" for n in range(6)]
+    for name in names:
+        api.signup(name)
+    subscriber = api.services.hub.subscriber
+    for _ in range(3):
+        tokens = [api.login(name) for name in names]
+        with ThreadPoolExecutor(len(tokens)) as pool:
+            streams = list(pool.map(lambda token: sse(api, token), tokens))
+        assert [stream.status for stream in streams] == [200] * len(tokens)
+        send(api, tokens[0], "to u5", to="u5")
+        assert texts(streams[5].take(1)) == ["to u5"]
+        for node in subscriber._nodes.values():
+            pool_ = node.client.connection_pool
+            assert len(pool_._in_use_connections) + len(pool_._available_connections) <= 1
+        for token, stream in zip(tokens, streams, strict=True):
+            api.post("/logout/", headers={"token": token})
+            stream.closed_after(5)
+        deadline = time.monotonic() + 5  # the last stream gone, the connection goes
+        while any(node.channels for node in subscriber._nodes.values()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
 
 
 def test_metrics_of_live_streams(live_api: Api) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 
 import pytest
@@ -13,7 +14,7 @@ from api.names import skeleton_digest
 from storage import keys
 from storage.connection import initialize
 from storage.errors import NameTaken, SessionEnded, SessionRevoked, UnknownUser
-from storage.messages import MessageStore
+from storage.messages import MessageIds, MessageStore
 from storage.models import Session
 from storage.sessions import SessionStore
 from storage.users import UserStore, take_census
@@ -66,7 +67,7 @@ async def _send_concurrently(backend: Backend, limit: int, sent: int) -> list[st
     messages = MessageStore(client, history_limit=limit)
     await asyncio.gather(*(messages.send(alice, "alice", f"m{n}") for n in range(sent)))
     assert await client.llen(keys.messages("alice")) == min(sent, limit)
-    return [m.text for m in await messages.last_messages(alice, limit)]
+    return await messages.last_texts(alice, limit)
 
 
 async def test_concurrent_messages_none_lost(backend: Backend) -> None:
@@ -129,3 +130,12 @@ async def test_a_census_counts_the_hashes_stored_before_counting_once(backend: B
     assert second is None
     # The one signed up meanwhile is counted twice: the census errs towards the higher costs.
     assert costs == {"4": "2", "10": "1", "12": "2", "census": "1"}
+
+
+def test_message_ids_are_unique_and_never_repeat_a_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MessageIds, "COUNTER_LIMIT", 4)
+    ids, other = MessageIds(), MessageIds()
+    made = [ids() for _ in range(10)] + [other() for _ in range(10)]
+    assert len(set(made)) == 20
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{16}", made_id) for made_id in made)
+    assert len({made_id[:10] for made_id in made}) == 6  # a new prefix after every 4

@@ -36,7 +36,7 @@ async def post_message(request: ApiRequest) -> HTTPResponse:
         if count is not None:
             newest_first = await svc.messaging.last(session, count)
             total = len(newest_first)
-            return json({str(n): newest_first[n - 1].text for n in range(total, 0, -1)})
+            return json({str(n): newest_first[n - 1] for n in range(total, 0, -1)})
     sent = await svc.messaging.send(session, recipient, text, key)
     return json({"status": CREATED}, status=201, headers={"X-Message-ID": sent.id})
 
