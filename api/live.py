@@ -51,7 +51,8 @@ class Busy(Exception):
 @dataclass(frozen=True, slots=True)
 class Event:
     """What a stream sends: `message` (its event id and the message as JSON), `reset` (the
-    history no longer holds what the client missed: refetch it) or `end` (the session ended)."""
+    history no longer holds what the client missed: refetch it) or `end` (the session ended);
+    `close` and `ping` (a heartbeat is due) tell the transport what to do."""
 
     kind: str
     event_id: str = ""
@@ -103,12 +104,16 @@ class Stream:
         # transport is stuck writing to it and cannot say goodbye.
         self.abort: Callable[[], object] | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        loop = self._loop = asyncio.get_running_loop()
         deadline = claims.expires_at + hub.leeway
-        self._expiry = asyncio.get_running_loop().call_at(
-            asyncio.get_running_loop().time() + max(0.0, deadline - time.time()),
-            self.end,
-            "expired",
+        self._expiry = loop.call_at(
+            loop.time() + max(0.0, deadline - time.time()), self.end, "expired"
         )
+        # The heartbeat: one timer per stream, moved on only when it fires (an asyncio.timeout
+        # around every wait for an event would arm and cancel a timer per event).
+        self._beat: asyncio.TimerHandle | None = None
+        self._quiet = 0.0
+        self._waiting_since = 0.0
 
     # What arrives.
 
@@ -225,19 +230,41 @@ class Stream:
         if self.closed is not None:
             return
         self.closed = reason
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
+        self.cancel_timers()
         self.queue.put_nowait(Event("close"))
         self.hub.count("live_streams_closed", reason)
 
+    def cancel_timers(self) -> None:
+        """Stop the token's expiry and the heartbeat (the stream is closed or never opened)."""
+        for timer in (self._expiry, self._beat):
+            if timer is not None:
+                timer.cancel()
+        self._expiry = self._beat = None
+
     async def next(self, quiet: float) -> Event | None:
         """The next event to send, or None after `quiet` seconds of nothing (a heartbeat)."""
-        try:
-            async with asyncio.timeout(quiet):
-                return await self.queue.get()
-        except TimeoutError:
-            return None
+        self._waiting_since = self._loop.time()
+        self._quiet = quiet
+        if self._beat is None and self.closed is None:
+            self._beat = self._loop.call_at(self._waiting_since + quiet, self._beat_due)
+        event = await self.queue.get()
+        return None if event.kind == "ping" else event
+
+    def next_nowait(self) -> Event | None:
+        """The next event already queued, if any (heartbeats skipped: data is going out)."""
+        while not self.queue.empty():
+            event = self.queue.get_nowait()
+            if event.kind != "ping":
+                return event
+        return None
+
+    def _beat_due(self) -> None:
+        due = self._waiting_since + self._quiet
+        now = self._loop.time()
+        if now >= due:  # nothing was handed over for `quiet` seconds
+            self._put(Event("ping"))
+            self._waiting_since, due = now, now + self._quiet
+        self._beat = self._loop.call_at(due, self._beat_due) if self.closed is None else None
 
 
 class Hub:
@@ -294,8 +321,7 @@ class Hub:
             self.count("live_streams_refused", reason)
             stream.closed = "refused"
             self._remove(stream, release=False)
-            if stream._expiry is not None:
-                stream._expiry.cancel()
+            stream.cancel_timers()
             raise
         stream.start(catchup)
         if catchup.reset:

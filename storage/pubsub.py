@@ -161,17 +161,30 @@ class _Node:
             raise
 
     async def _read(self, pubsub: PubSub) -> None:
+        connection = pubsub.connection
+        if connection is None:
+            raise rex.ConnectionError("the subscriber's connection is closed")
+        on_message = self._subscriber.on_message
         while self.channels or self._pending:
             quiet = time.monotonic() - self._heard
             if quiet > QUIET_SECONDS + CALL_TIMEOUT_SECONDS:
                 raise rex.TimeoutError("the subscriber's connection stopped answering")
             if quiet > QUIET_SECONDS:
                 await bounded(pubsub.ping())
-            message = await pubsub.get_message(timeout=1.0)
-            if message is None:
+            # The connection's own read, not PubSub.get_message: a published message is what
+            # arrives most, and get_message's layers (a retry wrapper, a message dict, telemetry)
+            # cost it more than the rest of its delivery. Everything else (confirmations, PONGs)
+            # still goes through handle_message, which keeps the PubSub's books.
+            response = await connection.read_response(timeout=1.0)
+            if response is None:
                 continue
             self._heard = time.monotonic()
-            self._handle(message)
+            if type(response) is list and len(response) == 3 and response[0] == "smessage":
+                on_message(_text(response[1]), _text(response[2]))
+                continue
+            message = await pubsub.handle_message(response)
+            if message is not None:
+                self._handle(message)
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -354,5 +367,10 @@ class Subscriber:
 def _own_client(connection_class: Any, options: dict[str, Any]) -> Redis:
     """A client of the subscriber's own, with a server's (or a cluster node's) connection
     options, that never retries by itself: a connection lost must be seen, to resync."""
-    kwargs = {**options, "retry": Retry(NoBackoff(), 0)}
+    # RESP2: a published message is then a plain reply, not a RESP3 push frame, which redis-py
+    # passes through a handler of its own (a logger looked up per message) before it returns it.
+    # (RESP3's maintenance notifications go with it: this connection only listens.)
+    kwargs = {**options, "retry": Retry(NoBackoff(), 0), "protocol": 2}
+    kwargs.pop("maint_notifications_config", None)
+    kwargs.pop("oss_cluster_maint_notifications_handler", None)
     return Redis(connection_pool=ConnectionPool(connection_class=connection_class, **kwargs))

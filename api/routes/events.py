@@ -51,8 +51,7 @@ async def events(request: ApiRequest) -> HTTPResponse | None:
             if event.kind == "close":
                 break
             chunk = sse(event)
-            while not stream.queue.empty() and len(chunk) < 65536:  # what is waiting, at once
-                queued = stream.queue.get_nowait()
+            while len(chunk) < 65536 and (queued := stream.next_nowait()):  # all that waits
                 if queued.kind == "close":
                     await response.send(chunk)
                     chunk = b""
