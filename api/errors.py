@@ -142,6 +142,11 @@ class ErrorCode(Enum):
         422,
         "This Idempotency-Key was used for a request with another body.",
     )
+    UPGRADE_REQUIRED = (
+        "upgrade_required",
+        426,
+        "Not a WebSocket handshake (`Upgrade: websocket`, `Connection: Upgrade`).",
+    )
     RATE_LIMITED = (
         "rate_limited",
         429,
@@ -226,6 +231,7 @@ _SANIC_CODES = {
     415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
     416: ErrorCode.RANGE_NOT_SATISFIABLE,
     417: ErrorCode.EXPECTATION_FAILED,
+    426: ErrorCode.UPGRADE_REQUIRED,
     503: ErrorCode.SERVICE_UNAVAILABLE,
 }
 _TOKEN_CODES = {"invalid_token": ErrorCode.INVALID_TOKEN, "token_expired": ErrorCode.TOKEN_EXPIRED}

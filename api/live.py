@@ -8,7 +8,9 @@ event carries its number in the user's history, and a stream drops numbers it ha
 from the history any it missed (a gap: pub/sub lost a message while a connection was down, or
 the subscriber was resubscribed). A session's end is published on the same channel and ends its
 streams; so does the token's expiry, by a timer. A client that does not read fills its stream's
-queue (EVENT_QUEUE events) and the stream is closed: its reconnect resumes.
+queue (EVENT_QUEUE events beyond what a resume replays) and the stream is closed: its reconnect
+resumes. A stream no transport has claimed within CLAIM_SECONDS of its opening (a WebSocket whose
+handshake failed, a client gone meanwhile) is released.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from storage.pubsub import Subscriber
 logger = logging.getLogger("api.live")
 
 EVENT_QUEUE = 256
+CLAIM_SECONDS = 10.0
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_.-]{0,64}")
 HEARTBEAT_SECONDS = 15.0
 _CHANNEL_PREFIX, _CHANNEL_SUFFIX = keys.channel("\0").split("\0")
@@ -114,6 +117,11 @@ class Stream:
         self._beat: asyncio.TimerHandle | None = None
         self._quiet = 0.0
         self._waiting_since = 0.0
+        # Events of a resume's replay in the queue: the slow-client bound is on top of them.
+        self._replayed = 0
+        self._unclaimed: asyncio.TimerHandle | None = loop.call_later(
+            CLAIM_SECONDS, hub.release, self
+        )
 
     # What arrives.
 
@@ -122,7 +130,7 @@ class Stream:
         heard meanwhile."""
         self._started = True
         if catchup.reset:
-            self._put(Event("reset", event_id(catchup.top, "")))
+            self._put(Event("reset", event_id(catchup.top, "")), replay=True)
             self.last = (catchup.top, "")
         else:
             self.last = (catchup.top - len(catchup.messages), "")
@@ -180,7 +188,7 @@ class Stream:
                         return
                     continue
                 if catchup.reset:
-                    self._put(Event("reset", event_id(catchup.top, "")))
+                    self._put(Event("reset", event_id(catchup.top, "")), replay=True)
                     self.last = (catchup.top, "")
                 else:
                     for message in catchup.messages:
@@ -191,7 +199,8 @@ class Stream:
                     if entry_number == self.last[0] + 1:
                         message = orjson.loads(entry)
                         self.last = (entry_number, message["id"])
-                        self._put(Event("message", event_id(entry_number, message["id"]), entry))
+                        event = Event("message", event_id(entry_number, message["id"]), entry)
+                        self._put(event, replay=True)
                     elif entry_number > self.last[0]:
                         self._gap = True
                 if not self._gap or self.closed is not None:
@@ -202,12 +211,14 @@ class Stream:
     def _deliver_message(self, message: Message) -> None:
         self.last = (message.seq, message.id)
         data = orjson.dumps(message_view(message))
-        self._put(Event("message", event_id(message.seq, message.id), data))
+        self._put(Event("message", event_id(message.seq, message.id), data), replay=True)
 
-    def _put(self, event: Event) -> None:
+    def _put(self, event: Event, *, replay: bool = False) -> None:
         if self.closed is not None:
             return
-        if self.queue.qsize() >= EVENT_QUEUE:  # a client that does not read
+        if replay:  # from the history: as many as the client missed (the history is capped)
+            self._replayed += 1
+        elif self.queue.qsize() >= EVENT_QUEUE + self._replayed:  # a client that does not read
             self.close("slow")
             if self.abort is not None:
                 self.abort()
@@ -234,17 +245,33 @@ class Stream:
         self.queue.put_nowait(Event("close"))
         self.hub.count("live_streams_closed", reason)
 
+    def attach(self, abort: Callable[[], object]) -> None:
+        """The transport takes the stream (it releases it when done); `abort` drops the
+        connection at once."""
+        self.abort = abort
+        if self._unclaimed is not None:
+            self._unclaimed.cancel()
+            self._unclaimed = None
+
+    @property
+    def attached(self) -> bool:
+        """Whether a transport has taken the stream."""
+        return self._unclaimed is None
+
     def cancel_timers(self) -> None:
-        """Stop the token's expiry and the heartbeat (the stream is closed or never opened)."""
-        for timer in (self._expiry, self._beat):
+        """Stop the token's expiry, the heartbeat and the claim deadline (the stream is closed
+        or never opened)."""
+        for timer in (self._expiry, self._beat, self._unclaimed):
             if timer is not None:
                 timer.cancel()
-        self._expiry = self._beat = None
+        self._expiry = self._beat = self._unclaimed = None
 
     async def next(self, quiet: float) -> Event | None:
         """The next event to send, or None after `quiet` seconds of nothing (a heartbeat)."""
         self._waiting_since = self._loop.time()
         self._quiet = quiet
+        if self.queue.empty():
+            self._replayed = 0
         if self._beat is None and self.closed is None:
             self._beat = self._loop.call_at(self._waiting_since + quiet, self._beat_due)
         event = await self.queue.get()
@@ -320,7 +347,10 @@ class Hub:
             reason = type(exc).__name__
             self.count("live_streams_refused", reason)
             stream.closed = "refused"
-            self._remove(stream, release=False)
+            # Cancelled (the client left) or cut off while the place may have been taken: give
+            # it back, or it would count against the user until it lapsed.
+            uncertain = isinstance(exc, asyncio.CancelledError | StorageUnavailable)
+            self._remove(stream, release=uncertain)
             stream.cancel_timers()
             raise
         stream.start(catchup)
@@ -391,22 +421,27 @@ class Hub:
             await self.store.release(user, [stream_id])
 
     async def _subscribe(self, user: str) -> None:
+        """Subscribe the user's channel, once for all the opens that ask at the same time: in a
+        task of the hub's, so one client leaving meanwhile fails nobody else's open."""
         pending = self._subscribing.get(user)
-        if pending is not None:
-            await asyncio.shield(pending)
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._subscribing[user] = future
+        if pending is None:
+            pending = self._subscribing[user] = asyncio.ensure_future(self._subscribe_now(user))
+            pending.add_done_callback(lambda done: self._subscribed(user, done))
+        await asyncio.shield(pending)
+
+    async def _subscribe_now(self, user: str) -> None:
         try:
             await self.subscriber.subscribe(keys.channel(user))
-        except BaseException as exc:
-            future.set_exception(StorageUnavailable(str(exc)))
-            future.exception()  # retrieved: waiters raise it themselves
+        except StorageUnavailable:
             raise
-        else:
-            future.set_result(None)
-        finally:
+        except Exception as exc:  # whatever Redis said: the stream cannot open now
+            raise StorageUnavailable(str(exc)) from exc
+
+    def _subscribed(self, user: str, done: asyncio.Future[None]) -> None:
+        if self._subscribing.get(user) is done:
             del self._subscribing[user]
+        if not done.cancelled():
+            done.exception()  # retrieved: the opens waiting for it raise it themselves
 
     async def _unsubscribe_if_idle(self, user: str) -> None:
         if user not in self._streams:

@@ -12,7 +12,7 @@ from time import monotonic
 from typing import Any, cast
 
 from sanic.http import Http, Stage
-from sanic.server.protocols.http_protocol import HttpProtocol
+from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 
 
 class BoundedHttp(Http):
@@ -27,8 +27,9 @@ class BoundedHttp(Http):
         protocol.request_started = monotonic() if self.recv_buffer else None
 
 
-class BoundedHttpProtocol(HttpProtocol):
-    """Sanic's HTTP/1.1 protocol with the whole request bounded by REQUEST_TIMEOUT."""
+class BoundedHttpProtocol(WebSocketProtocol):
+    """Sanic's HTTP/1.1 protocol (the one that can upgrade to a WebSocket: `GET /ws/`) with the
+    whole request bounded by REQUEST_TIMEOUT."""
 
     HTTP_CLASS = BoundedHttp
     __slots__ = ("request_started",)
@@ -41,15 +42,15 @@ class BoundedHttpProtocol(HttpProtocol):
         """Note when the first byte of a request arrives, then hand the data to Sanic."""
         if self.request_started is None:
             self.request_started = monotonic()
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[no-untyped-call]
 
     def close_if_idle(self) -> bool:
         """At shutdown, close the connection if no request is under way; a request whose bytes
         have arrived but are not read yet is under way (it is answered, with Connection: close)."""
         if self.recv_buffer:
             return False
-        closed: bool = super().close_if_idle()
-        return closed
+        # A WebSocket's answer is None while its closing handshake runs: not closed yet.
+        return bool(super().close_if_idle())  # type: ignore[no-untyped-call]
 
     def check_timeouts(self) -> None:
         """Time a request being received from its first byte, not its last."""

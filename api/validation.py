@@ -284,7 +284,10 @@ def resume_after(request: ApiRequest) -> tuple[int, str] | None:
     """Where a live stream resumes: the event id of `Last-Event-ID` (what EventSource sends on
     reconnect), else of `?after=`; None to start at the newest; 422 for one that is not an event
     id."""
-    sent: str | None = request.headers.get("last-event-id")
+    given = request.headers.getall("last-event-id", [])
+    if len(given) > 1:
+        raise ValidationError("Last-Event-ID", "must be given once")
+    sent: str | None = given[0] if given else None
     field = "Last-Event-ID"
     if not sent:
         sent, field = _one_query_value(request, "after"), "after"

@@ -6,6 +6,7 @@ import ast
 import asyncio
 import builtins
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from sanic.server import AsyncioServer
 
 from api.app import create_app
 from api.security import issue_token
+from api.server import BoundedHttpProtocol
 from api.services import Services
 from api.settings import Settings
 from storage import keys
@@ -57,8 +59,10 @@ Sanic.test_mode = True
 # a thread of its own, and Sanic parses source when a server starts (TouchUp, the router) and when
 # sanic-ext registers its route, 3.11's traceback module parses each line it underlines, and
 # anyio's lazy imports parse their module on first use in whichever thread. So in this process
-# every compile() to a syntax tree waits for the one under way (tests/test_harness.py interleaves
-# two parses to prove it must).
+# every compile() to a syntax tree waits for the one under way, with garbage collection off
+# meanwhile: a finalizer run by a collection mid-parse could parse in the same thread (a pending
+# Task destroyed logs its traceback, which parses), which no reentrant lock prevents. The two
+# tests of tests/test_harness.py interleave parses both ways to prove it must.
 PARSE_LOCK = threading.RLock()
 UNLOCKED_PARSE = ast.parse
 _unlocked_compile = builtins.compile
@@ -67,10 +71,16 @@ _unlocked_compile = builtins.compile
 def _compile_alone(
     source: Any, filename: Any, mode: str, flags: int = 0, *args: Any, **kw: Any
 ) -> Any:
-    if flags & ast.PyCF_ONLY_AST:
-        with PARSE_LOCK:
+    if not flags & ast.PyCF_ONLY_AST:
+        return _unlocked_compile(source, filename, mode, flags, *args, **kw)
+    with PARSE_LOCK:
+        collecting = gc.isenabled()
+        gc.disable()  # no finalizer runs mid-parse: one that parses would nest in this thread
+        try:
             return _unlocked_compile(source, filename, mode, flags, *args, **kw)
-    return _unlocked_compile(source, filename, mode, flags, *args, **kw)
+        finally:
+            if collecting:
+                gc.enable()
 
 
 builtins.compile = _compile_alone
@@ -194,7 +204,10 @@ class AppServer:
 
     async def _start(self) -> AsyncioServer:
         server = await self.app.create_server(
-            host=LOOPBACK, port=self.port, return_asyncio_server=True
+            host=LOOPBACK,
+            port=self.port,
+            return_asyncio_server=True,
+            protocol=BoundedHttpProtocol,  # what run.py serves with
         )
         assert server is not None
         await server.startup()
@@ -217,6 +230,12 @@ class AppServer:
             await self._server.before_stop()
             self._server.close()
             await self._server.wait_closed()
+            # As Sanic's own shutdown does: connections still open (keep-alive, streams,
+            # WebSockets) are closed while the loop runs, not found open once it is closed.
+            for connection in list(self._server.connections):
+                if not connection.close_if_idle():
+                    connection.close()
+            await asyncio.sleep(0.05)
             await self._server.after_stop()
 
         self.run(stop())

@@ -71,3 +71,34 @@ def test_two_threads_never_parse_at_once() -> None:
     assert b_done.is_set()
     assert not errors, errors
     assert not PARSE_LOCK._is_owned()  # type: ignore[attr-defined]
+
+
+def test_a_finalizer_that_parses_never_runs_inside_a_parse() -> None:
+    """A garbage collection during a parse may run a finalizer that parses in the same thread
+    (a Task destroyed while pending logs its traceback, and 3.11's traceback parses the lines it
+    underlines): the nested parse would reset the outer one's depth, which the lock (reentrant)
+    cannot prevent, so no collection runs during a parse."""
+    parsed_inside: list[bool] = []
+
+    class Parses:
+        """Garbage in a cycle whose finalizer parses."""
+
+        def __init__(self) -> None:
+            self.cycle = self
+
+        def __del__(self) -> None:
+            if len(parsed_inside) < 50:
+                parsed_inside.append(PARSE_LOCK._is_owned())  # type: ignore[attr-defined]
+                ast.parse("x = (1 + 2) * 3")
+                Parses()  # and again at the next collection
+
+    threshold = gc.get_threshold()
+    try:
+        Parses()
+        gc.set_threshold(1)  # a collection at almost every allocation
+        ast.parse(SOURCE)
+    finally:
+        gc.set_threshold(*threshold)
+        parsed_inside.extend([False] * 50)  # stop the chain
+        gc.collect()
+    assert not any(parsed_inside)

@@ -103,6 +103,15 @@ class Target:
     ends_session: bool = False
     query: dict[str, str] = field(default_factory=dict)
     stream: bool = False  # an answer that stays open: only its head is read
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # sent besides the attack's
+
+
+WEBSOCKET_HANDSHAKE = (
+    (b"Upgrade", b"websocket"),
+    (b"Connection", b"Upgrade"),
+    (b"Sec-WebSocket-Version", b"13"),
+    (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+)
 
 
 def targets(session_id: str) -> list[Target]:
@@ -133,6 +142,8 @@ def targets(session_id: str) -> list[Target]:
         Target("GET", "/events/", stream=True),
         Target("GET", "/events/", query={"after": "1-abc"}, stream=True),
         Target("GET", "/ws/"),
+        Target("GET", "/ws/", stream=True, headers=WEBSOCKET_HANDSHAKE),
+        Target("HEAD", "/events/"),
         Target("GET", "/sessions/"),
         Target("DELETE", f"/sessions/{session_id}/", ends_session=True),
         Target("POST", "/password/", {**password, "new_password": PASSWORD}, ends_session=True),
@@ -168,6 +179,7 @@ PLACES = (
     "idempotency-key",
     "last-event-id",
     "origin",
+    "sec-websocket-protocol",
     "query",
 )
 
@@ -176,7 +188,7 @@ def attack(
     service: Service, target: Target, place: str, value: bytes, token: str
 ) -> tuple[bytes, Answer]:
     """Send `target` with `value` at `place` (and valid credentials everywhere else)."""
-    headers: list[tuple[bytes, bytes]] = []
+    headers: list[tuple[bytes, bytes]] = list(target.headers)
     query = dict(target.query)
     cookie_parts: list[bytes] = []
     credentials = token.encode()
@@ -279,7 +291,7 @@ def test_hostile_bytes_anywhere_never_hurt_anyone(hostile_service: Service) -> N
                             f"{target.method} {target.path} {place}={label}: {answer.raw[:300]!r}"
                         )
         for method in ODD_METHODS:
-            for path in (b"/me/", b"/message/", b"/nowhere", b"/metrics"):
+            for path in (b"/me/", b"/message/", b"/nowhere", b"/metrics", b"/events/", b"/ws/"):
                 answer = send_raw(service.url, build(method, path, [(b"token", token.encode())]))
                 if not 100 <= answer.status < 500:
                     failures.append(f"{method!r} {path!r}: {answer.raw[:300]!r}")

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -18,11 +20,12 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from api.auth import session_of
 from api.security import issue_token
 from api.settings import Settings
 from storage import keys
 from storage.connection import Client
-from support.processes import PASSWORD, SECRET
+from support.processes import PASSWORD, SECRET, RedisServer, start_service
 from tests.conftest import Api
 
 # A live event as a client reads it: its kind, id and data (None for the end of the stream).
@@ -523,3 +526,249 @@ def test_a_stream_takes_a_place_and_gives_it_back(live_api: Api) -> None:
     while api.redis(places) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert api.redis(places) == 0
+
+
+# What a client that misbehaves leaves behind: nothing.
+
+
+def _places(api: Api, name: str = "alice") -> int:
+    async def count(client: Client) -> int:
+        return int(await client.zcard(keys.live_streams(name)))
+
+    return api.redis(count)
+
+
+def _until(condition: Callable[[], bool], seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _nothing_left(api: Api, name: str = "alice") -> None:
+    hub = api.services.hub
+    assert _until(lambda: not hub._streams and _places(api, name) == 0), (
+        hub._streams,
+        _places(api, name),
+    )
+    assert hub._by_transport == {"sse": 0, "ws": 0}
+
+
+HANDSHAKE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "body"),
+    [
+        (
+            {"Upgrade": None, "Connection": None},
+            426,
+            {"error": "upgrade_required", "message": "connect with a WebSocket client"},
+        ),
+        (
+            {"Sec-WebSocket-Key": None},
+            400,
+            {"error": "bad_request", "message": "the WebSocket handshake is malformed"},
+        ),
+        (
+            {"Sec-WebSocket-Key": "c2hvcnQ="},  # not 16 bytes
+            400,
+            {"error": "bad_request", "message": "the WebSocket handshake is malformed"},
+        ),
+        (
+            {"Sec-WebSocket-Version": "8"},
+            400,
+            {"error": "bad_request", "message": "the WebSocket handshake is malformed"},
+        ),
+        (
+            {"Sec-WebSocket-Protocol": "chat\x01"},
+            400,
+            {"error": "bad_request", "message": "a header of the handshake is malformed"},
+        ),
+    ],
+)
+def test_a_get_of_ws_that_cannot_become_a_websocket_is_refused_and_takes_nothing(
+    live_api: Api, change: dict[str, str | None], status: int, body: dict[str, str]
+) -> None:
+    api = live_api
+    token = api.user("alice")
+    headers = {**HANDSHAKE, "token": token, **change}
+    sent = {name: value for name, value in headers.items() if value is not None}
+    for _ in range(api.settings.live_max_per_user + 2):  # more than a user's places
+        response = httpx.get(f"{api.base}/ws/", headers=sent, timeout=10)
+        assert (response.status_code, response.json()) == (status, body)
+    _nothing_left(api)
+    assert sse(api, token).status == 200
+
+
+def test_a_websocket_opens_on_the_service_as_run_py_serves_it(redis_server: RedisServer) -> None:
+    redis_server.client().flushall()
+    service = start_service({"REDIS_URL": redis_server.url})
+    try:
+        token = service.user("alice")
+        url = service.url.replace("http://", "ws://") + "/ws/"
+        with connect(url, additional_headers={"token": token}, open_timeout=10) as socket_:
+            socket_.send(json.dumps({"type": "send", "text": "over the socket"}))
+            answers = [_frame(socket_), _frame(socket_)]
+        assert {frame["type"] for frame in answers} == {"sent", "message"}
+    finally:
+        output = service.stop()
+    assert "Traceback" not in output
+
+
+def test_a_stream_no_transport_takes_is_released(
+    live_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A handshake that fails in a way nothing answers for (the client gone mid-handshake): the
+    # stream opened before it is released by its claim deadline.
+    monkeypatch.setattr("api.live.CLAIM_SECONDS", 0.3)
+    api = live_api
+    token = api.user("alice")
+    hub = api.services.hub
+    claims = api.services.auth.verify(token)
+    stream = api.run(hub.open(session_of(claims), claims, "ws", None))
+    assert not stream.attached
+    assert _places(api) == 1
+    _nothing_left(api)
+    assert stream.closed == "client"
+
+
+def test_a_client_that_leaves_while_its_stream_opens_gives_its_place_back(
+    live_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = live_api
+    token = api.user("alice")
+    store = api.services.hub.store
+    real_open = store.open
+    taken = threading.Event()
+
+    async def open_then_stall(*args: Any) -> Any:
+        catchup = await real_open(*args)
+        taken.set()
+        await asyncio.sleep(30)  # the client leaves meanwhile
+        return catchup
+
+    monkeypatch.setattr(store, "open", open_then_stall)
+    for _ in range(api.settings.live_max_per_user + 2):
+        taken.clear()
+        sock = socket.create_connection(("127.0.0.1", api._server.port))
+        sock.sendall(f"GET /events/ HTTP/1.1\r\nHost: x\r\ntoken: {token}\r\n\r\n".encode())
+        assert taken.wait(5)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset, as a phone losing its network sends
+        _nothing_left(api)
+    monkeypatch.setattr(store, "open", real_open)
+    assert sse(api, token).status == 200
+
+
+def test_one_client_leaving_mid_subscribe_fails_no_other_open(
+    live_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = live_api
+    token = api.user("alice")
+    hub = api.services.hub
+    real_subscribe = hub.subscriber.subscribe
+    gate = asyncio.Event()
+
+    async def slow_subscribe(channel: str) -> None:
+        await gate.wait()
+        await real_subscribe(channel)
+
+    monkeypatch.setattr(hub.subscriber, "subscribe", slow_subscribe)
+    leaving = socket.create_connection(("127.0.0.1", api._server.port))
+    leaving.sendall(f"GET /events/ HTTP/1.1\r\nHost: x\r\ntoken: {token}\r\n\r\n".encode())
+    assert _until(lambda: "alice" in hub._subscribing)
+    with ThreadPoolExecutor(1) as pool:
+        staying = pool.submit(sse, api, token)
+        assert _until(lambda: len(hub._streams.get("alice", ())) == 2)
+        leaving.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        leaving.close()
+        assert _until(lambda: len(hub._streams.get("alice", ())) == 1)
+        api.run(_set(gate))
+        stream = staying.result(timeout=10)
+    assert stream.status == 200
+    send(api, token, "still here")
+    assert texts(stream.take(1)) == ["still here"]
+
+
+async def _set(event: asyncio.Event) -> None:
+    event.set()
+
+
+def test_head_of_events_answers_the_headers_and_opens_nothing(live_api: Api) -> None:
+    api = live_api
+    token = api.user("alice")
+    with httpx.Client(base_url=api.base, timeout=10) as client:
+        head = client.head("/events/", headers={"token": token})
+        assert head.status_code == 200
+        assert head.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert client.get("/me/", headers={"token": token}).status_code == 200  # same connection
+    _nothing_left(api)
+
+
+def test_a_resume_of_more_than_a_queue_holds_replays_them_all(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
+    api = make_api(settings.replace(message_history_limit=1000))
+    token = api.user("alice")
+    stream = sse(api, token)
+    send(api, token, "seen")
+    _, seen, _ = stream.take(1)[0]
+    api.post("/logout/", headers={"token": token})
+    stream.closed_after(5)
+    token = api.login("alice")
+    missed = [f"missed {n}" for n in range(300)]  # more than EVENT_QUEUE (256)
+    for text in missed:
+        send(api, token, text)
+    resumed = sse(api, token, **{"Last-Event-ID": seen})
+    assert texts(resumed.take(300)) == missed
+    assert 'live_streams_closed_total{reason="slow"}' not in api.get("/metrics").text
+
+
+def test_last_event_id_given_twice_is_a_422(live_api: Api) -> None:
+    api = live_api
+    token = api.user("alice")
+    sock = socket.create_connection(("127.0.0.1", api._server.port), timeout=10)
+    sock.sendall(
+        f"GET /events/ HTTP/1.1\r\nHost: x\r\ntoken: {token}\r\nLast-Event-ID: 1-a\r\n"
+        "Last-Event-ID: 2-b\r\nConnection: close\r\n\r\n".encode()
+    )
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 422"), answer  # not a stream, which never ends
+    while chunk := sock.recv(65536):
+        answer += chunk
+    sock.close()
+    assert answer.endswith(
+        b'{"error":"validation_error","message":"Last-Event-ID: must be given once"}'
+    )
+
+
+def test_a_refused_send_frame_says_when_to_retry(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
+    api = make_api(settings.replace(message_rate_per_minute=1))
+    alice = api.user("alice")
+    api.user("bob")
+    answers: list[dict[str, Any]] = []
+    with _ws(api, alice) as socket_:
+        for text in ("one", "two"):
+            socket_.send(json.dumps({"type": "send", "to": "bob", "text": text}))
+        while len(answers) < 2:
+            frame = _frame(socket_)
+            if frame["type"] != "message":  # its own copy of "one"
+                answers.append(frame)
+    assert answers[0]["type"] == "sent"
+    assert {key: answers[1][key] for key in ("type", "error")} == {
+        "type": "error",
+        "error": "rate_limited",
+    }
+    assert answers[1]["retry_after"] >= 1

@@ -16,6 +16,8 @@ from api.live import Event
 # What the first line of a stream, and a heartbeat, say (comments: EventSource ignores them).
 CONNECTED = b": connected\n\n"
 HEARTBEAT = b": ping\n\n"
+HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
 
 def sse(event: Event) -> bytes:
@@ -33,14 +35,13 @@ async def events(request: ApiRequest) -> HTTPResponse | None:
     `?after=`) with what was missed first."""
     svc = request.services
     after = validation.resume_after(request)
+    if request.method == "HEAD":  # what a GET would answer, with no stream behind it
+        return HTTPResponse(status=200, headers=HEADERS, content_type=CONTENT_TYPE)
     stream = await svc.hub.open(request.ctx.session, request.ctx.claims, "sse", after)
     # Dropping the connection cancels this handler (closing it would wait for its writes first).
-    stream.abort = cast(asyncio.Transport, request.transport).abort
+    stream.attach(cast(asyncio.Transport, request.transport).abort)
     try:
-        response = await request.respond(
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-            content_type="text/event-stream; charset=utf-8",
-        )
+        response = await request.respond(headers=HEADERS, content_type=CONTENT_TYPE)
         await response.send(CONNECTED)
         quiet = svc.live_heartbeat_seconds
         while True:

@@ -17,6 +17,9 @@ from typing import Any
 import orjson
 from sanic import Blueprint, HTTPResponse
 from sanic.server.websockets.impl import WebsocketImplProtocol
+from websockets import http11
+from websockets.datastructures import Headers
+from websockets.server import ServerProtocol
 
 from api import docs, validation
 from api.auth import session_of
@@ -50,9 +53,28 @@ def own_origin(request: ApiRequest) -> str:
     return f"{'https' if request.scheme in ('https', 'wss') else 'http'}://{request.host}"
 
 
+def handshake_refusal(request: ApiRequest) -> ApiError | None:
+    """Why the WebSocket handshake would fail, asked of the websockets package that will make
+    it (RFC 6455 4.2.1, and header values it can hold) before anything is opened for it."""
+    try:
+        # What Sanic's handshake gives websockets (WebSocketProtocol.sanic_request_to_ws_request).
+        handshake = http11.Request(path=request.path, headers=Headers(request.headers))
+        answer = ServerProtocol().accept(handshake)
+    except Exception:  # a header value websockets cannot hold (a control character)
+        return ApiError(ErrorCode.BAD_REQUEST, "a header of the handshake is malformed")
+    if answer.status_code == 101:
+        return None
+    if answer.status_code == 426:
+        return ApiError(ErrorCode.UPGRADE_REQUIRED, "connect with a WebSocket client")
+    return ApiError(ErrorCode.BAD_REQUEST, "the WebSocket handshake is malformed")
+
+
 async def before_upgrade(request: ApiRequest) -> HTTPResponse | None:
     """Authenticate, refuse a cookie-authenticated socket of another origin (cross-site
     WebSocket hijacking), and open the stream, all before the handshake."""
+    refusal = handshake_refusal(request)
+    if refusal is not None:
+        raise refusal
     claims = authenticate(request)
     session = session_of(claims)
     request.ctx.authenticate(claims, session)
@@ -70,11 +92,19 @@ async def before_upgrade(request: ApiRequest) -> HTTPResponse | None:
     return None
 
 
+async def release_unclaimed(request: ApiRequest, response: HTTPResponse) -> None:
+    """The handshake failed after the stream was opened: give the stream back now (else it
+    would wait for its claim deadline)."""
+    stream = request.ctx.stream
+    if stream is not None and not stream.attached:
+        request.services.hub.release(stream)
+
+
 async def websocket(request: ApiRequest, ws: WebsocketImplProtocol) -> None:
     """Send the stream's events; answer each `send` frame."""
     stream = request.ctx.stream
     assert stream is not None  # opened before the upgrade
-    stream.abort = lambda: ws.fail_connection(TOO_SLOW, "slow")
+    stream.attach(lambda: ws.fail_connection(TOO_SLOW, "slow"))
     svc = request.services
     sender = asyncio.ensure_future(_send_events(ws, stream))
     try:
@@ -115,7 +145,10 @@ async def _answer(request: ApiRequest, raw: str | bytes) -> dict[str, Any]:
         return await _send(request, raw)
     except Exception as exc:
         error = to_api_error(exc)
-        return {"type": "error", **error_body(error)}
+        answer: dict[str, Any] = {"type": "error", **error_body(error)}
+        if "Retry-After" in error.headers:  # what HTTP says in the header
+            answer["retry_after"] = int(error.headers["Retry-After"])
+        return answer
 
 
 async def _send(request: ApiRequest, raw: str | bytes) -> dict[str, Any]:
@@ -149,6 +182,7 @@ def blueprint() -> Blueprint:
     """A new blueprint with the socket, its pre-upgrade checks and its description."""
     bp = Blueprint("websocket")
     bp.on_request(before_upgrade)
+    bp.middleware(release_unclaimed, "response")
     # OpenAPI cannot model a socket: its upgrade's GET is described, with every refusal it may
     # answer before the upgrade (Swagger UI cannot try it).
     doc = docs.Doc(
@@ -166,6 +200,8 @@ def blueprint() -> Blueprint:
             "code 4401; a client that does not read, 1008; a stopping service, 1001.",
         ),
         errors=(
+            ErrorCode.BAD_REQUEST,
+            ErrorCode.UPGRADE_REQUIRED,
             *docs.AUTH_ERRORS,
             ErrorCode.ORIGIN_REFUSED,
             ErrorCode.VALIDATION_ERROR,
