@@ -119,6 +119,9 @@ class Stream:
         self._waiting_since = 0.0
         # Events of a resume's replay in the queue: the slow-client bound is on top of them.
         self._replayed = 0
+        # While the transport waits for an event, one may be written at once (`attach`).
+        self._idle = False
+        self._direct: Callable[[Event], bool] | None = None
         self._unclaimed: asyncio.TimerHandle | None = loop.call_later(
             CLAIM_SECONDS, hub.release, self
         )
@@ -218,6 +221,17 @@ class Stream:
             return
         if replay:  # from the history: as many as the client missed (the history is capped)
             self._replayed += 1
+        elif (
+            self._idle
+            and self._direct is not None
+            and event.kind == "message"
+            and self.queue.empty()
+            and self._direct(event)
+        ):
+            # Written at once: the transport waits for nothing, and nothing is ahead of it.
+            self._waiting_since = self._loop.time()
+            self.hub.count("live_events_delivered", self.transport)
+            return
         elif self.queue.qsize() >= EVENT_QUEUE + self._replayed:  # a client that does not read
             self.close("slow")
             if self.abort is not None:
@@ -245,10 +259,14 @@ class Stream:
         self.queue.put_nowait(Event("close"))
         self.hub.count("live_streams_closed", reason)
 
-    def attach(self, abort: Callable[[], object]) -> None:
+    def attach(
+        self, abort: Callable[[], object], direct: Callable[[Event], bool] | None = None
+    ) -> None:
         """The transport takes the stream (it releases it when done); `abort` drops the
-        connection at once."""
+        connection at once; `direct`, if given, writes a message event at once while the
+        transport waits for the next event (False when it cannot: the client is behind)."""
         self.abort = abort
+        self._direct = direct
         if self._unclaimed is not None:
             self._unclaimed.cancel()
             self._unclaimed = None
@@ -274,7 +292,11 @@ class Stream:
             self._replayed = 0
         if self._beat is None and self.closed is None:
             self._beat = self._loop.call_at(self._waiting_since + quiet, self._beat_due)
-        event = await self.queue.get()
+        self._idle = True
+        try:
+            event = await self.queue.get()
+        finally:
+            self._idle = False
         return None if event.kind == "ping" else event
 
     def next_nowait(self) -> Event | None:

@@ -44,6 +44,11 @@ class BoundedHttpProtocol(WebSocketProtocol):
             self.request_started = monotonic()
         super().data_received(data)  # type: ignore[no-untyped-call]
 
+    def wrote(self) -> None:
+        """Bytes went out past `send` (a live stream's events, `api/routes/events.py`): the
+        response is not idle, as Sanic's own send would have noted."""
+        self._time = monotonic()
+
     def close_if_idle(self) -> bool:
         """At shutdown, close the connection if no request is under way; a request whose bytes
         have arrived but are not read yet is under way (it is answered, with Connection: close)."""

@@ -772,3 +772,18 @@ def test_a_refused_send_frame_says_when_to_retry(
         "error": "rate_limited",
     }
     assert answers[1]["retry_after"] >= 1
+
+
+def test_a_stream_busy_for_longer_than_the_response_timeout_stays_open(live_api: Api) -> None:
+    # Messages flowing keep heartbeats away, and go out past Sanic's send: the response must
+    # still count as writing, or Sanic closes it after RESPONSE_TIMEOUT (2 s here).
+    api = live_api
+    token = api.user("alice")
+    stream = sse(api, token)
+    sent = [f"busy {n}" for n in range(12)]
+    for text in sent:
+        send(api, token, text)
+        time.sleep(api.settings.response_timeout / 4)
+    assert texts(stream.take(len(sent))) == sent
+    send(api, token, "still open")
+    assert texts(stream.take(1)) == ["still open"]

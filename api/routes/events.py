@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import cast
 
 from sanic import Blueprint, HTTPResponse
@@ -12,12 +13,45 @@ from api.context import ApiRequest
 from api.errors import ErrorCode
 from api.guard import authenticated
 from api.live import Event
+from api.server import BoundedHttpProtocol
 
 # What the first line of a stream, and a heartbeat, say (comments: EventSource ignores them).
 CONNECTED = b": connected\n\n"
 HEARTBEAT = b": ping\n\n"
 HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 CONTENT_TYPE = "text/event-stream; charset=utf-8"
+DIRECT_BUFFER = 65536  # bytes the transport may hold before events wait in the stream's queue
+
+
+class ChunkWriter:
+    """Writes message events as chunks of the response past Sanic's send (a few coroutines and a
+    signal per call), those of one turn of the event loop as one chunk. Only while the handler
+    waits for an event (the stream asks it then), so nothing goes out of order: the flush is
+    scheduled before anything that could wake the handler. Not while the client is behind:
+    then events wait in the stream's queue, which bounds them."""
+
+    def __init__(self, transport: asyncio.Transport, wrote: Callable[[], None]) -> None:
+        self._transport = transport
+        self._wrote = wrote  # Sanic times a response out when it writes nothing
+        self._loop = asyncio.get_running_loop()
+        self._pending: list[bytes] = []
+
+    def __call__(self, event: Event) -> bool:
+        """Take `event` for the next chunk; False when the client is behind or gone."""
+        transport = self._transport
+        if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_BUFFER:
+            return False
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(sse(event))
+        return True
+
+    def _flush(self) -> None:
+        data = b"".join(self._pending)
+        self._pending.clear()
+        if not self._transport.is_closing():
+            self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            self._wrote()
 
 
 def sse(event: Event) -> bytes:
@@ -38,11 +72,16 @@ async def events(request: ApiRequest) -> HTTPResponse | None:
     if request.method == "HEAD":  # what a GET would answer, with no stream behind it
         return HTTPResponse(status=200, headers=HEADERS, content_type=CONTENT_TYPE)
     stream = await svc.hub.open(request.ctx.session, request.ctx.claims, "sse", after)
+    transport = cast(asyncio.Transport, request.transport)
     # Dropping the connection cancels this handler (closing it would wait for its writes first).
-    stream.attach(cast(asyncio.Transport, request.transport).abort)
+    stream.attach(transport.abort)
     try:
         response = await request.respond(headers=HEADERS, content_type=CONTENT_TYPE)
         await response.send(CONNECTED)
+        protocol = transport.get_protocol()
+        chunked = response.headers.get("transfer-encoding") == "chunked"  # (HTTP/1.0 is not)
+        if chunked and isinstance(protocol, BoundedHttpProtocol):
+            stream.attach(transport.abort, direct=ChunkWriter(transport, protocol.wrote))
         quiet = svc.live_heartbeat_seconds
         while True:
             event = await stream.next(quiet)
