@@ -102,6 +102,7 @@ class Server:
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _cpu_of(stat: str) -> tuple[int, float]:
@@ -128,6 +129,17 @@ def session_cpu(session: int) -> float:
 def session_pids(session: int) -> list[int]:
     """The live processes of a session."""
     return sorted(pid for pid, sid, _ in _sessions() if sid == session)
+
+
+def session_rss(session: int) -> int:
+    """Resident bytes of the live processes of a session (a server and its workers)."""
+    total = 0
+    for pid in session_pids(session):
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            continue
+    return total
 
 
 def process_cpu(pid: int) -> float:

@@ -12,7 +12,7 @@ from importlib.metadata import version
 from typing import NamedTuple
 
 from bench.harness import CONNECTIONS, Load, Rounds
-from bench.scenarios import API_SCENARIOS
+from bench.scenarios import API_SCENARIOS, DELIVERY_RATE, LiveFigures
 
 # Scenario 9's "no worse": a ratio of two builds' throughput measured in one run moves by a few
 # percent between runs of the same code here, so "no worse" is read as at least this.
@@ -36,10 +36,15 @@ class Results:
     mem_2x: int
     length: int
     metrics: Rounds  # scenario 7: "metrics", "no metrics"
-    cluster: Rounds  # scenario 8: "message single", "last cluster"...
+    cluster: Rounds  # scenarios 8, 10, 14, 15: "message single", "other cluster", "live single"...
+    live: LiveFigures  # scenarios 11-13
     checks: list[tuple[str, bool]] = field(default_factory=list)
     baseline: str | None = None  # scenario 9, when asked for: the earlier revision
     against: Rounds | None = None  # its rounds: "message before", "message now"...
+
+
+BACKENDS = {"single": "one Redis", "cluster": "3-master cluster"}
+Target = tuple[str, str, bool]  # what was aimed at, what was measured, met
 
 
 class Spread(NamedTuple):
@@ -60,6 +65,111 @@ def _spread(ratios: list[float], digits: int) -> Spread:
 
 def _server_us(load: Load) -> str:
     return f"{load.cpu.server_us:.0f}" if load.cpu is not None else "?"
+
+
+def _live(rounds: Rounds, figures: LiveFigures) -> tuple[list[str], list[Target]]:
+    """The rows and targets of scenarios 10-15 (messages between users and live delivery)."""
+    rows: list[str] = []
+    targets: list[Target] = []
+    for kind in ("single", "cluster"):
+        other = _spread(rounds.ratios(f"other {kind}", f"message {kind}"), 2)
+        live = _spread(rounds.ratios(f"live {kind}", f"other {kind}"), 2)
+        rps = {name: rounds.median(f"{name} {kind}").rps for name in ("message", "other", "live")}
+        backend = BACKENDS[kind]
+        rows += [
+            f"| 10. to another user / to yourself, {backend}, 1 worker | {rps['other']:.0f} / "
+            f"{rps['message']:.0f} rps ({other.text}) |",
+            f"| 14. to a user with a live stream / with none, {backend}, 1 worker | "
+            f"{rps['live']:.0f} / {rps['other']:.0f} rps ({live.text}) |",
+        ]
+        targets += [
+            (
+                f"10. to another user >= 0.85x to yourself ({backend})",
+                other.text,
+                other.median >= 0.85,
+            ),
+            (
+                f"14. a live receiver costs <= 1.15x ({backend}): throughput >= 0.87x",
+                live.text,
+                live.median >= 1 / 1.15,
+            ),
+        ]
+    for name in ("other", "live"):
+        ratio = _spread(rounds.ratios(f"{name} cluster", f"{name} single"), 2)
+        targets.append(
+            (f"15. cluster >= 0.80x one Redis (10./14. `{name}`)", ratio.text, ratio.median >= 0.8)
+        )
+    idle = _spread(figures.idle.ratios("with streams", "without"), 2)
+    kib = figures.rss_per_stream / 1024
+    rows += [
+        f"| 11. {figures.idle_streams} idle SSE streams on 1 worker | {kib:.1f} KiB of RSS each; "
+        f"`POST /message/` with them / without {figures.idle.median('with streams').rps:.0f} / "
+        f"{figures.idle.median('without').rps:.0f} rps ({idle.text}) |",
+    ]
+    targets += [
+        ("11. RSS per idle stream <= 40 KiB", f"{kib:.1f} KiB", kib <= 40),
+        (
+            f"11. throughput with {figures.idle_streams} streams >= 0.90x",
+            idle.text,
+            idle.median >= 0.9,
+        ),
+    ]
+    for kind, delivery in figures.delivery.items():
+        p50, p99 = delivery.percentile(0.5), delivery.percentile(0.99)
+        backend = BACKENDS[kind]
+        rows.append(
+            f"| 12. {delivery.receivers} receivers, {delivery.rate:.0f} messages/s to them, "
+            f"{backend} | publish-to-receive p50 {p50:.2f} ms, p99 {p99:.2f} ms; "
+            f"{delivery.sent} sent, {delivery.refused} refused, {delivery.received} received, "
+            f"{delivery.lost} lost, "
+            f"{delivery.repeated} twice, {delivery.out_of_order} streams out of order |"
+        )
+        targets.append(
+            (
+                f"12. p50 <= 10 ms, p99 <= 50 ms, none lost ({backend})",
+                f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, {delivery.lost} lost",
+                p50 <= 10
+                and p99 <= 50
+                and delivery.lost == delivery.refused == delivery.repeated == 0
+                and delivery.out_of_order == 0
+                and delivery.rate >= DELIVERY_RATE * 0.95,
+            )
+        )
+    for kind, back in figures.reconnects.items():
+        backend = BACKENDS[kind]
+        rows.append(
+            f"| 13. {back.clients} clients reconnecting at once with `Last-Event-ID`, "
+            f"{back.missed} messages missed each, {backend} | {back.resumed} resumed with no gap "
+            f"in {back.seconds:.2f} s; {back.refused} refused, {back.resets} reset, "
+            f"{back.wrong} wrong |"
+        )
+        targets.append(
+            (
+                f"13. every client resumed with no gap within 10 s ({backend})",
+                f"{back.resumed} of {back.clients} in {back.seconds:.2f} s",
+                back.resumed == back.clients and back.seconds <= 10,
+            )
+        )
+    for name, single, cluster in (
+        (
+            "12. p99",
+            figures.delivery["single"].percentile(0.99),
+            figures.delivery["cluster"].percentile(0.99),
+        ),
+        (
+            "13. time to resume",
+            figures.reconnects["single"].seconds,
+            figures.reconnects["cluster"].seconds,
+        ),
+    ):
+        targets.append(
+            (
+                f"15. cluster within 0.80x one Redis ({name})",
+                f"{single:.2f} / {cluster:.2f} = {single / cluster:.2f}x",
+                single / cluster >= 0.8,
+            )
+        )
+    return rows, targets
 
 
 def render(results: Results) -> str:
@@ -105,6 +215,7 @@ def render(results: Results) -> str:
         if results.against is not None
         else {}
     )
+    live_rows, live_targets = _live(results.cluster, results.live)
     rps1 = {name: load.rps for name, load in one.items()}
     rps2 = {name: load.rps for name, load in two.items()}
     lines = [
@@ -173,6 +284,7 @@ def render(results: Results) -> str:
             for key, label in CLUSTER_LABELS.items()
         ),
         f"| 2 workers over 1: bare endpoint | {_spread(bare_gains, 2).text} |",
+        *live_rows,
         *(
             f"| 9. {unnumbered[key]}, `{results.baseline}` / now, one Redis, 1 worker "
             f"| {before.rps:.0f} / {now.rps:.0f} rps ({ratio.text}); server {_server_us(before)} / "
@@ -238,6 +350,7 @@ def render(results: Results) -> str:
             )
             for key, (_, _, ratio, _) in against.items()
         ),
+        *live_targets,
         *((check, "", ok) for check, ok in results.checks),
     ]
     lines += [
@@ -254,11 +367,15 @@ def render(results: Results) -> str:
         f"sanic {version('sanic')}, redis-py {version('redis')}, redis-server {redis_version}, "
         f"wrk over loopback, {CONNECTIONS} connections, {results.seconds} s per wrk run, "
         "BCRYPT_ROUNDS=12. What is compared (scenarios 1-3 and the bare endpoint with 1 worker "
-        "and 2, scenarios 7, 8 and 9) is served by servers up at once and measured in "
+        "and 2, scenarios 7-11, 14 and 15) is served by servers up at once and measured in "
         f"{results.runs} rounds; a round runs every server's loads in one order, then in the "
         "reverse order, so that a steady drift of the machine weighs the same on each. Figures "
         "are medians over the rounds; a ratio is each round's, their median and their range. "
-        "Throughput is compared only within this one run: the machine is noisy.",
+        "Throughput is compared only within this one run: the machine is noisy. Scenarios "
+        "11-13 drive live streams from bench/live.py (one asyncio process on this machine, "
+        "its accounts made at BCRYPT_ROUNDS=4, which none of their figures includes); a "
+        "message's latency runs from the sender's clock as it wrote the request to the "
+        "receiver's as it parsed the event.",
         "",
     ]
     return "\n".join(header + lines) + "\n"

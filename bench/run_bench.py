@@ -40,7 +40,8 @@ def main() -> int:
             short, long = bench.history_cost(redis_url)
             mem_1x, mem_2x, length = bench.memory_per_user(redis_url)
             metrics = bench.metrics_cost(redis_url)
-            cluster = bench.cluster_cost(redis_url)
+            cluster = bench.messaging(redis_url)
+            streams = bench.live_streams(redis_url)
             against = None
             if args.baseline:
                 with checkout(args.baseline, Path(tmp)) as code:
@@ -60,6 +61,7 @@ def main() -> int:
             length,
             metrics,
             cluster,
+            streams,
             bench.checks,
             args.baseline,
             against,

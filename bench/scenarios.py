@@ -8,12 +8,13 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench import live
 from bench.harness import (
     WRK_SCRIPT,
     Cpu,
@@ -25,8 +26,10 @@ from bench.harness import (
     process,
     process_cpu,
     session_cpu,
+    session_rss,
     wrk,
 )
+from bench.live import Loop
 from support.processes import (
     ROOT,
     free_port,
@@ -46,9 +49,25 @@ LAST_10 = ("POST", "/message/", '{"text":"last 10"}')
 LAST_100 = ("POST", "/message/", '{"text":"last 100"}')
 LIST_10 = ("GET", "/messages/?limit=10", "")
 API_SCENARIOS = {"message": MESSAGE, "last": LAST_10, "list": LIST_10}  # scenarios 1-3
+# Messages to other users are capped per sender per minute; the bench measures their cost, not that.
+UNTHROTTLED = {"MESSAGE_RATE_PER_MINUTE": str(10**9)}
+IDLE_STREAMS = 5000  # scenario 11, on one worker
+RECEIVERS, DELIVERY_RATE = 1000, 1000  # scenario 12: streams, and messages a second to them
+RECONNECTS = 2000  # scenario 13
 
 
 Job = tuple[Server, tuple[str, str, str], str]  # a server, a scenario and a token for wrk
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """Scenarios 11-13: what the live streams of bench/live.py measured."""
+
+    idle_streams: int  # 11
+    rss_per_stream: float
+    idle: Rounds  # "with streams", "without"
+    delivery: dict[str, live.Delivery]  # 12, "single" and "cluster"
+    reconnects: dict[str, live.Reconnects]  # 13
 
 
 class Bench:
@@ -84,20 +103,26 @@ class Bench:
 
     @contextmanager
     def api(
-        self, redis_url: str, workers: int, *, code: Path = ROOT, **extra: str
+        self,
+        redis_url: str,
+        workers: int,
+        settings: Mapping[str, str] | None = None,
+        *,
+        code: Path = ROOT,
+        **extra: str,
     ) -> Iterator[Server]:
-        """The service, started as `make run` starts it, from the work tree `code`."""
+        """The service, started as `make run` starts it, from the work tree `code`; `settings`
+        and `extra` override the bench's."""
         port = free_port()
-        env = service_env(
-            port,
-            WORKERS=str(workers),
-            REDIS_URL=redis_url,
-            JWT_SECRET=secrets.token_urlsafe(48),
-            BCRYPT_ROUNDS="12",
-            MESSAGE_HISTORY_LIMIT="1000",
-            PYTHONPATH=str(code),
-            **extra,
-        )
+        defaults = {
+            "WORKERS": str(workers),
+            "REDIS_URL": redis_url,
+            "JWT_SECRET": secrets.token_urlsafe(48),
+            "BCRYPT_ROUNDS": "12",
+            "MESSAGE_HISTORY_LIMIT": "1000",
+            "PYTHONPATH": str(code),
+        }
+        env = service_env(port, **{**defaults, **(settings or {}), **extra})
         base = f"http://127.0.0.1:{port}"
         with process([sys.executable, "run.py"], env, base + "/healthz", cwd=code) as pid:
             yield Server(base, pid)
@@ -178,25 +203,131 @@ class Bench:
                 jobs.update(self.api_jobs(server, str(workers)))
             return self.rounds(_side_by_side(jobs))
 
-    def cluster_cost(self, redis_url: str) -> Rounds:
-        """Scenario 8: `POST /message/` and `last 10` on one Redis and on a 3-master cluster
-        ("message single", "last cluster"...), 1 worker (one user each: its requests go to the
-        master of its slot)."""
+    def messaging(self, redis_url: str) -> Rounds:
+        """Scenarios 8, 10, 14 and 15: one sender's `POST /message/` to itself ("message single"),
+        `last 10` ("last single"), a message to another user ("other single") and to another user
+        with a live stream open, read by curl ("live single"), on one Redis and on a 3-master
+        cluster ("... cluster"), 1 worker each, all in the same rounds."""
         self.flush()
         cluster = start_cluster(self.workdir / "cluster")
         try:
             with (
-                self.api(redis_url, 1) as single,
-                self.api(cluster.url, 1, REDIS_CLUSTER="true") as clustered,
+                self.api(redis_url, 1, UNTHROTTLED) as single,
+                self.api(cluster.url, 1, UNTHROTTLED, REDIS_CLUSTER="true") as clustered,
+                ExitStack() as receivers,
             ):
                 jobs: dict[str, Job] = {}
+                received: dict[str, Path] = {}
                 for kind, server in (("single", single), ("cluster", clustered)):
                     token = self.user(server.base, f"bencher-{kind}")
+                    self.user(server.base, f"offline-{kind}")
+                    listener = self.user(server.base, f"receiver-{kind}")
+                    received[kind] = receivers.enter_context(self.listening(server, listener))
                     jobs[f"message {kind}"] = (server, MESSAGE, token)
                     jobs[f"last {kind}"] = (server, LAST_10, token)
-                return self.rounds(_side_by_side(jobs))
+                    jobs[f"other {kind}"] = (server, _to(f"offline-{kind}"), token)
+                    jobs[f"live {kind}"] = (server, _to(f"receiver-{kind}"), token)
+                rounds = self.rounds(_side_by_side(jobs))
+                time.sleep(1)  # the last events on their way to curl
+            for kind, path in received.items():
+                sent = sum(loads[f"live {kind}"].requests for loads in rounds.each)
+                got = path.read_bytes().count(b"event: message")
+                self.checks.append(
+                    (f"14. live receiver ({kind}): got all the messages wrk counted", got >= sent)
+                )
+            return rounds
         finally:
             cluster.stop()
+
+    @contextmanager
+    def listening(self, server: Server, token: str) -> Iterator[Path]:
+        """A live receiver: curl reading `GET /events/` into a file, until the block ends."""
+        path = self.workdir / f"events-{secrets.token_hex(4)}"
+        with path.open("wb") as out:
+            curl = subprocess.Popen(
+                ["curl", "-sN", "-H", f"token: {token}", server.base + "/events/"], stdout=out
+            )
+        try:
+            deadline = time.monotonic() + 10
+            while b": connected" not in path.read_bytes():
+                if time.monotonic() > deadline or curl.poll() is not None:
+                    raise RuntimeError("the live receiver's stream did not open")
+                time.sleep(0.05)
+            yield path
+        finally:
+            curl.terminate()
+            curl.wait()
+
+    def live_streams(self, redis_url: str) -> LiveFigures:
+        """Scenarios 11-13 on one Redis, and 12 and 13 on a 3-master cluster: live streams from
+        the load generator of bench/live.py (accounts made at BCRYPT_ROUNDS=4, which no figure
+        here includes, and one JWT secret for all the servers of one Redis)."""
+        self.flush()
+        loop = Loop()
+        try:
+            settings = {**UNTHROTTLED, "BCRYPT_ROUNDS": "4", "SIGNUP_ADDR_MAX": "1000000"}
+            settings["JWT_SECRET"] = secrets.token_urlsafe(48)
+            with self.api(redis_url, 1, settings) as server:
+                users = self.live_users(loop, server, IDLE_STREAMS + 1)
+                delivery = self.delivery(loop, server, users)
+                reconnects = loop.run(live.reconnects(_port(server), users[:RECONNECTS]))
+            rss, idle = self.idle_streams(loop, redis_url, settings, users[:IDLE_STREAMS])
+            cluster = start_cluster(self.workdir / "live-cluster")
+            try:
+                with self.api(cluster.url, 1, settings, REDIS_CLUSTER="true") as server:
+                    users = self.live_users(loop, server, RECONNECTS + 1)
+                    cluster_delivery = self.delivery(loop, server, users)
+                    cluster_reconnects = loop.run(
+                        live.reconnects(_port(server), users[:RECONNECTS])
+                    )
+            finally:
+                cluster.stop()
+        finally:
+            loop.close()
+        return LiveFigures(
+            IDLE_STREAMS,
+            rss,
+            idle,
+            {"single": delivery, "cluster": cluster_delivery},
+            {"single": reconnects, "cluster": cluster_reconnects},
+        )
+
+    def live_users(self, loop: Loop, server: Server, count: int) -> list[tuple[str, str]]:
+        """`count` new accounts on `server`, logged in: (name, token) each."""
+        names = [f"live-{n}" for n in range(count)]
+        return list(zip(names, loop.run(live.sign_up(_port(server), names, PASSWORD)), strict=True))
+
+    def delivery(self, loop: Loop, server: Server, users: list[tuple[str, str]]) -> live.Delivery:
+        """Scenario 12: RECEIVERS streams, DELIVERY_RATE messages a second to them from the last
+        of `users`, for twice the length of a wrk run."""
+        return loop.run(
+            live.delivery(
+                _port(server), users[:RECEIVERS], users[-1][1], DELIVERY_RATE, self.seconds * 2
+            )
+        )
+
+    def idle_streams(
+        self, loop: Loop, redis_url: str, settings: dict[str, str], users: list[tuple[str, str]]
+    ) -> tuple[float, Rounds]:
+        """Scenario 11: resident bytes per idle stream (a stream for each of `users` on one
+        worker), and `POST /message/` on that worker ("with streams") and on a twin with none
+        ("without"), in rounds."""
+        with (
+            self.api(redis_url, 1, settings) as holding,
+            self.api(redis_url, 1, settings) as plain,
+        ):
+            token = self.user(holding.base, "idle-sender")
+            for server in (holding, plain):  # both warm before anything is counted
+                wrk(server.base + MESSAGE[1], self.script, seconds=1, body=MESSAGE[2], token=token)
+            before = session_rss(holding.pid)
+            streams = loop.run(live.open_streams(_port(holding), [token for _, token in users]))
+            time.sleep(2)
+            rss = (session_rss(holding.pid) - before) / len(streams)
+            rounds = self.rounds(
+                {"with streams": (holding, MESSAGE, token), "without": (plain, MESSAGE, token)}
+            )
+            loop.run(live.drop(streams))
+        return rss, rounds
 
     def against(self, redis_url: str, code: Path) -> Rounds:
         """Scenario 9: scenarios 1-3 on one Redis, 1 worker, served by the work tree `code` (an
@@ -307,6 +438,15 @@ class Bench:
             if line.startswith("cmdstat_lpush:"):
                 return int(line.split("calls=", 1)[1].split(",", 1)[0])
         return 0
+
+
+def _to(name: str) -> tuple[str, str, str]:
+    """`POST /message/` to another user."""
+    return ("POST", "/message/", json.dumps({"to": name, "text": "hello"}))
+
+
+def _port(server: Server) -> int:
+    return int(server.base.rsplit(":", 1)[1])
 
 
 def _side_by_side(jobs: dict[str, Job]) -> dict[str, Job]:

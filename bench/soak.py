@@ -11,6 +11,8 @@ connections flat, p99 back to its pre-fault level within 5 s of each fault's rep
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import random
 import secrets
@@ -29,6 +31,7 @@ from typing import Any
 import httpx
 import redis
 
+from bench import live
 from support.processes import (
     ROOT,
     RedisClusterServers,
@@ -46,6 +49,9 @@ SOAK = ROOT / "bench" / "SOAK.md"
 RATE = 60  # messages, `last N` and lists per second, open loop
 USERS = 20
 PASSWORD = "soak password 1"  # noqa: S105 (throwaway accounts on a private Redis)
+LISTENERS = 5  # users with a live client throughout
+QUIET = 40.0  # a stream silent this long (past two heartbeats) is dropped and made anew
+HISTORY = 5000  # MESSAGE_HISTORY_LIMIT of the soak: no message of a half is trimmed
 WARM_UP = 120.0  # seconds before RSS and connections count
 SAMPLE_EVERY = 5.0
 RECOVERY_GRACE = 5.0  # p99 must be back this long after a repair
@@ -81,6 +87,130 @@ class Half:
     samples: list[Sample] = field(default_factory=list)
     gauges: list[tuple[float, int, int, int]] = field(default_factory=list)  # t, RSS, conns, mem
     faults: list[Fault] = field(default_factory=list)
+    live: LiveCounts | None = None
+
+
+@dataclass
+class LiveCounts:
+    """What the live clients of one half got, checked against their users' histories."""
+
+    users: int
+    accepted: int  # messages to them the service took (201)
+    received: int  # message events
+    connects: int  # streams opened (the first of each, then every reconnect)
+    resets: int  # resumes the history could not serve: refetched with GET /messages/
+    ends: int  # streams ended by their session's end (then logged in again)
+    missed: int  # in the history at the end, but neither received nor refetched
+    repeated: int  # received twice
+    gone: int  # taken (201), not in the history at the end: lost with Redis's data
+
+
+class Listeners:
+    """A live SSE client for each of the first LISTENERS users, reconnecting with Last-Event-ID
+    whenever its stream drops (or stays silent past two heartbeats), logging in again when its
+    session is gone, and refetching the history after a `reset`."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.port = int(base.rsplit(":", 1)[1])
+        self.names = [f"soak{n}" for n in range(LISTENERS)]
+        self.accepted: dict[str, set[str]] = {name: set() for name in self.names}
+        self.received: dict[str, list[str]] = {name: [] for name in self.names}
+        self.refetched: dict[str, set[str]] = {name: set() for name in self.names}
+        self.counts: Counter[str] = Counter()
+        self.client = httpx.AsyncClient(base_url=base, timeout=10.0)
+        self.tasks = [asyncio.ensure_future(self._listen(name)) for name in self.names]
+
+    def sent(self, name: str, message_id: str) -> None:
+        """The service took a message of `name`'s (201)."""
+        if name in self.accepted:
+            self.accepted[name].add(message_id)
+
+    async def _login(self, name: str) -> str:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                body = {"name": name, "password": PASSWORD}
+                response = await self.client.post("/login/", json=body)
+                if response.status_code == 200:
+                    token: str = response.json()["token"]
+                    return token
+            await asyncio.sleep(1)
+
+    async def _history(self, name: str, token: str) -> set[str] | None:
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            response = await self.client.get(
+                f"/messages/?limit={HISTORY}", headers={"token": token}
+            )
+            if response.status_code == 200:
+                return {message["id"] for message in response.json()["messages"]}
+        return None
+
+    async def _refetch(self, name: str, token: str) -> set[str]:
+        """The history, read again until it can be (what a client does after a `reset`)."""
+        for _ in range(120):
+            ids = await self._history(name, token)
+            if ids is not None:
+                return ids
+            await asyncio.sleep(0.5)
+        return set()  # then the check at the end finds what is missing
+
+    async def _listen(self, name: str) -> None:
+        token = await self._login(name)
+        last = ""
+        while True:
+            try:
+                stream = await live.Stream.open(self.port, token, last)
+            except live.Refused as refused:
+                if refused.status == 401:
+                    token = await self._login(name)
+                await asyncio.sleep(0.5)
+                continue
+            except OSError:
+                await asyncio.sleep(0.5)
+                continue
+            self.counts["connects"] += 1
+            try:
+                while (event := await asyncio.wait_for(stream.event(), QUIET)) is not None:
+                    if event.kind == "message":
+                        self.received[name].append(json.loads(event.data)["id"])
+                    elif event.kind == "reset":
+                        self.counts["resets"] += 1
+                        self.refetched[name] |= await self._refetch(name, token)
+                    elif event.kind == "end":
+                        self.counts["ends"] += 1
+                        token = await self._login(name)
+                    last = event.event_id or last
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+                pass  # dropped, or silent too long: reconnect where it stood
+            finally:
+                stream.close()
+            await asyncio.sleep(0.2)
+
+    async def finish(self) -> LiveCounts:
+        """Let the last events arrive, stop the clients, and check what they got."""
+        await asyncio.sleep(5)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        missed = gone = 0
+        for name in self.names:
+            history = await self._history(name, await self._login(name))
+            assert history is not None, "the history could not be read at the end"
+            got = set(self.received[name]) | self.refetched[name]
+            missed += len((history & self.accepted[name]) - got)
+            gone += len(self.accepted[name] - history)
+        await self.client.aclose()
+        return LiveCounts(
+            users=len(self.names),
+            accepted=sum(map(len, self.accepted.values())),
+            received=sum(map(len, self.received.values())),
+            connects=self.counts["connects"],
+            resets=self.counts["resets"],
+            ends=self.counts["ends"],
+            missed=missed,
+            repeated=sum(len(got) - len(set(got)) for got in self.received.values()),
+            gone=gone,
+        )
 
 
 def _rss(session: int) -> int:
@@ -121,6 +251,8 @@ class Load:
         self.client = httpx.AsyncClient(base_url=base, timeout=5.0)
         self.tasks: set[asyncio.Task[None]] = set()
         self.relogging: set[str] = set()
+        self.listeners: Listeners | None = None
+        self.owners: dict[str, str] = {}  # whose each token is
 
     def now(self) -> float:
         """Seconds into the half."""
@@ -130,14 +262,19 @@ class Load:
         """Send one request and record it; return its status and the JSON answer of a 2xx (else
         None)."""
         started = self.now()
+        message_id = ""
         try:
             response = await self.client.request(method, path, **kwargs)
             status = response.status_code
             body = response.json() if response.content else {}
+            message_id = response.headers.get("x-message-id", "")
         except httpx.HTTPError as exc:
             status, body = 0, {"error": type(exc).__name__}
         error = body.get("error", "") if isinstance(body, dict) else ""
         self.half.samples.append(Sample(started, self.now() - started, status, error, kind))
+        owner = self.owners.get(kwargs.get("headers", {}).get("token", ""), "")
+        if message_id and self.listeners is not None:
+            self.listeners.sent(owner, message_id)
         return status, body if 200 <= status < 300 else None
 
     async def login(self, name: str) -> None:
@@ -146,6 +283,7 @@ class Load:
         _, answer = await self.request("login", "POST", "/login/", json=body)
         if answer is not None:
             self.tokens[name], self.refresh[name] = answer["token"], answer["refresh_token"]
+            self.owners[answer["token"]] = name
 
     async def visit(self, name: str) -> None:
         """A login of its own at cost 12, then its logout (a short session beside the main one)."""
@@ -161,6 +299,7 @@ class Load:
         _, answer = await self.request("refresh", "POST", "/token/refresh/", json=body)
         if answer is not None:
             self.tokens[name], self.refresh[name] = answer["token"], answer["refresh_token"]
+            self.owners[answer["token"]] = name
 
     async def one(self) -> None:
         """One message, `last N` or list, as a random user."""
@@ -223,6 +362,7 @@ def _service(redis_url: str, log: Path, **extra: str) -> Iterator[tuple[str, int
         BCRYPT_ROUNDS="12",
         ACCESS_LOG="false",
         LOG_LEVEL="WARNING",
+        MESSAGE_HISTORY_LIMIT=str(HISTORY),
         **extra,
     )
     output = log.open("w")
@@ -270,6 +410,7 @@ async def _single_half(workdir: Path, seconds: float) -> Half:
         with _service(url, workdir / "service.log") as (base, pid):
             _signups(base)
             load = Load(base, half)
+            load.listeners = listeners = Listeners(base)
 
             async def fault() -> None:
                 nonlocal process
@@ -286,6 +427,7 @@ async def _single_half(workdir: Path, seconds: float) -> Half:
             await asyncio.gather(
                 load.run(seconds), fault(), _watch(load, half, pid, [port], seconds)
             )
+            half.live = await listeners.finish()
     finally:
         process.terminate()
         process.wait()
@@ -314,6 +456,7 @@ async def _cluster_half(workdir: Path, seconds: float) -> Half:
         ):
             _signups(base)
             load = Load(base, half)
+            load.listeners = listeners = Listeners(base)
 
             async def fault() -> None:
                 await asyncio.sleep(seconds / 2)
@@ -331,6 +474,7 @@ async def _cluster_half(workdir: Path, seconds: float) -> Half:
             await asyncio.gather(
                 load.run(seconds), fault(), _watch(load, half, pid, cluster.ports, seconds)
             )
+            half.live = await listeners.finish()
     finally:
         cluster.stop()
     _show_errors(workdir / "service.log")
@@ -502,6 +646,23 @@ def _report(half: Half, plot: str) -> tuple[list[str], list[tuple[str, bool]]]:
         )
         ok = post <= max(1.5 * pre, pre + 5)
         checks.append((f"{fault.name}: p99 back within 5 s ({pre:.1f} -> {post:.1f} ms)", ok))
+    if half.live is not None:
+        got = half.live
+        lines.append(
+            f"- Live clients ({got.users} users, a stream each, reconnecting with "
+            f"`Last-Event-ID`): {got.accepted} messages to them taken, {got.received} received "
+            f"over {got.connects} streams, {got.resets} resets (then refetched), {got.ends} "
+            f"streams ended with their session; {got.missed} missing from what they got, "
+            f"{got.repeated} received twice, {got.gone} taken but not in the history at the end "
+            "(lost with Redis's data)."
+        )
+        checks.append(
+            (
+                f"{name}: no live client missed a message its history holds ({got.missed} "
+                f"missing, {got.repeated} twice)",
+                got.missed == 0 and got.repeated == 0 and got.received > 0,
+            )
+        )
     lines.append("")
     return lines, checks
 
@@ -528,7 +689,9 @@ def main() -> int:
         f"({minutes / 2:g} on one Redis, {minutes / 2:g} on a cluster), 1 worker, "
         f"{RATE} messages, `last 10` and lists a second (60/20/20 %) over {USERS} users, a "
         "login at cost 12 and its logout every 2 s, and a refresh every second (each user's "
-        "main session rotated in turn). Errors count 5xx and failed connections.",
+        "main session rotated in turn); the first "
+        f"{LISTENERS} users each have a live SSE client throughout. Errors count 5xx and failed "
+        "connections.",
         "",
         "| check | passed |",
         "|---|---|",
