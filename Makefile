@@ -84,11 +84,11 @@ clean:
 fuzz: $(DEV)
 	$(BIN)/python -m scripts.fuzz --max-time 150
 
-## bench: wrk against the API and a bare Sanic endpoint; writes bench/RESULTS.md (about 10 minutes);
+## bench: wrk and live streams against the API and a bare Sanic endpoint; writes bench/RESULTS.md (about 15 minutes);
 ## RUNS=5 for more rounds (3), BASELINE=<git revision> to compare scenarios 1-3 with its service
 bench: $(RUNTIME)
-	@for tool in wrk redis-server redis-cli; do command -v $$tool >/dev/null || \
-	  { echo "make bench needs $$tool: apt-get install wrk redis-server"; exit 1; }; done
+	@for tool in wrk redis-server redis-cli curl; do command -v $$tool >/dev/null || \
+	  { echo "make bench needs $$tool: apt-get install wrk redis-server curl"; exit 1; }; done
 	$(BIN)/python -m bench.run_bench $(if $(RUNS),--runs $(RUNS)) $(if $(BASELINE),--baseline $(BASELINE))
 
 ## instructions: CPU instructions per request under callgrind, for git revisions REVS (default: this tree);

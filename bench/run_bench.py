@@ -30,7 +30,9 @@ def main() -> int:
         help="scenario 9: also compare scenarios 1-3 with the service of this git revision",
     )
     args = parser.parse_args()
-    require("wrk", "redis-server", "redis-cli", install="apt-get install wrk redis-server")
+    require(
+        "wrk", "redis-server", "redis-cli", "curl", install="apt-get install wrk redis-server curl"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(args.seconds, args.runs, Path(tmp))
