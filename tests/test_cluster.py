@@ -39,6 +39,9 @@ def api(cluster: RedisClusterServers, settings: Settings) -> Iterator[Api]:
     def client() -> Any:
         return create_redis(cluster.url, cluster=True)
 
+    # Room for every message a reshard test sends (its senders go on while the keys move, and
+    # the more keys a user has, the longer that is): none is trimmed before it is looked for.
+    settings = settings.replace(message_history_limit=1000)
     running = Api(AppServer(create_app(settings, redis=client())), settings, client)
     yield running
     running.close()
